@@ -1,0 +1,50 @@
+"""Model architectures registered under ``spacy_architectures``."""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from spacy.tokens import Doc, Span
+from spacy_transformers.layers import TransformerModel
+
+from spacy_ner_project.backbone import EMBEDDED, resolve_backbone
+
+
+def transformer_model_v1(
+    name: str,
+    get_spans: Callable[[List[Doc]], List[List[Span]]],
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+    fallback: Optional[str] = EMBEDDED,
+) -> TransformerModel:
+    """spacy-transformers' ``TransformerModel.v3`` whose ``name`` may be ``"embedded"``.
+
+    The name is resolved (see :func:`spacy_ner_project.backbone.resolve_backbone`) only
+    when the model is initialised for training, never when a trained pipeline is
+    loaded: a saved pipeline carries its weights and tokenizer and needs no hub.
+    ``fallback`` is used when a hub name cannot be loaded offline (``None``: raise).
+    """
+    model = TransformerModel(
+        name,
+        get_spans,
+        tokenizer_config,
+        transformer_config=transformer_config,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+    )
+    hf_init = model.init
+
+    def init(model: TransformerModel, X=None, Y=None):
+        if model.attrs["has_transformer"]:
+            return hf_init(model, X=X, Y=Y)
+        requested = model.attrs["name"]
+        model.attrs["name"] = resolve_backbone(requested, fallback=fallback)
+        try:
+            return hf_init(model, X=X, Y=Y)
+        finally:
+            model.attrs["name"] = requested
+
+    model.init = init
+    return model

@@ -1,0 +1,3 @@
+from spacy_ner_project.cli import main
+
+main()

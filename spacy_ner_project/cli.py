@@ -1,0 +1,29 @@
+"""Command line: ``python -m spacy_ner_project COMMAND`` (or ``spacy-ner-project COMMAND``).
+
+Each command is a thin typer wrapper around a function of its own module, so the
+logic stays importable and testable without the CLI.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="spacy_ner_project",
+    help="CoNLL-2003 conversion, NER evaluation and LLM NER for spaCy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Commands are registered by their modules, one line each.
+from spacy_ner_project import conll  # noqa: E402
+
+app.command("convert")(conll.convert_cli)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
