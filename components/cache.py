@@ -1,0 +1,132 @@
+"""Durable SQLite cache of LLM responses, keyed by model identity and the exact prompt.
+
+One row per (model identity, prompt). A response is committed the moment it is stored,
+so after a crash a rerun repeats no request that had finished. The cache is shared by the
+threads of a model's request pool through one SQLite connection guarded by a lock; the
+database runs in WAL mode, so other processes reading the same file never block a writer.
+
+Use it from a config::
+
+    [components.llm.model.cache]
+    @llm_misc = "spacy_ner_project.SQLiteCache.v1"
+    path = "cache/llm_responses.sqlite"
+
+``spacy_ner_project.OpenAICompatible.v1`` takes it as ``cache``; any other spacy-llm model
+(``spacy.GPT-4.v3`` ...) can use it through ``spacy_ner_project.CachedModel.v1``.
+
+Failed requests are never cached. The cache stores prompts as well as responses (for
+inspection and replay): keep cache files out of version control when the prompts contain
+licensed text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model_id TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def model_identity(**parts: Any) -> str:
+    """Canonical JSON of what makes two models' answers interchangeable
+    (base URL, model name, request parameters ...), used as the cache's model id."""
+    return json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def cache_key(model_id: str, prompt: str) -> str:
+    """SHA-256 of the model identity and the exact prompt text."""
+    digest = hashlib.sha256()
+    digest.update(model_id.encode("utf-8"))
+    digest.update(b"\x00")
+    digest.update(prompt.encode("utf-8"))
+    return digest.hexdigest()
+
+
+class ResponseCache:
+    """Thread-safe, crash-safe map from (model id, prompt) to the model's response."""
+
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: autocommit, every INSERT is durable when it returns.
+        self._db: Optional[sqlite3.Connection] = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def _execute(self, query: str, args: tuple = ()) -> List[tuple]:
+        with self._lock:
+            if self._db is None:
+                raise RuntimeError(f"{self!r} is closed; create a new ResponseCache to use it again")
+            return self._db.execute(query, args).fetchall()
+
+    def get(self, model_id: str, prompt: str) -> Optional[str]:
+        """The cached response, or None."""
+        rows = self._execute(
+            "SELECT response FROM responses WHERE key = ?", (cache_key(model_id, prompt),)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def get_many(self, model_id: str, prompts: Iterable[str]) -> Dict[str, str]:
+        """Cached responses of those prompts that have one, by prompt."""
+        found: Dict[str, str] = {}
+        for prompt in dict.fromkeys(prompts):
+            response = self.get(model_id, prompt)
+            if response is not None:
+                found[prompt] = response
+        return found
+
+    def put(self, model_id: str, prompt: str, response: str) -> None:
+        """Store and commit one response (replacing an older one for the same key)."""
+        self._execute(
+            "INSERT OR REPLACE INTO responses (key, model_id, prompt, response, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (cache_key(model_id, prompt), model_id, prompt, str(response), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM responses")[0][0])
+
+    def entries(self, model_id: Optional[str] = None) -> List[Mapping[str, str]]:
+        """All stored (model_id, prompt, response) rows, oldest first (for export/replay)."""
+        query = "SELECT model_id, prompt, response FROM responses"
+        args: tuple = ()
+        if model_id is not None:
+            query += " WHERE model_id = ?"
+            args = (model_id,)
+        rows = self._execute(query + " ORDER BY created", args)
+        return [{"model_id": m, "prompt": p, "response": r} for m, p, r in rows]
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+
+def sqlite_cache_v1(path: Union[str, Path]) -> ResponseCache:
+    """Registered as ``spacy_ner_project.SQLiteCache.v1`` (llm_misc).
+
+    path (str | Path): SQLite file; created with its folders if missing.
+    """
+    return ResponseCache(path)

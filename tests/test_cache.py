@@ -1,0 +1,221 @@
+"""The SQLite response cache, alone and behind the models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from chat_server import ChatServer, http_error
+from spacy_llm.registry import registry as llm_registry
+from thinc.api import Config
+
+from spacy_ner_project.components.cache import ResponseCache, cache_key, model_identity
+from spacy_ner_project.components.models import CachedModel, FailedResponse, OpenAICompatibleModel
+
+PROMPTS = [f"prompt {i}" for i in range(6)]
+
+
+def make_model(server: ChatServer, cache: ResponseCache, **overrides: Any) -> OpenAICompatibleModel:
+    options: Dict[str, Any] = dict(base_url=server.base_url, model="test-model", cache=cache, backoff=0.01, max_retries=0)
+    options.update(overrides)
+    return OpenAICompatibleModel(**options)
+
+
+def ask(model: Any, prompts: List[str]) -> List[str]:
+    return [responses[0] for responses in (list(r) for r in model([[p] for p in prompts]))]
+
+
+def test_roundtrip_and_miss(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    assert cache.get("m", "p") is None
+    cache.put("m", "p", "answer")
+    assert cache.get("m", "p") == "answer" and len(cache) == 1
+
+
+def test_key_is_model_identity_and_exact_prompt() -> None:
+    a = model_identity(base_url="http://x/v1", model="a", params={"temperature": 0})
+    b = model_identity(base_url="http://x/v1", model="b", params={"temperature": 0})
+    assert cache_key(a, "p") != cache_key(b, "p")
+    assert cache_key(a, "Sam met OpenAI") != cache_key(a, "OpenAI met Sam")
+    assert cache_key(a, "p") != cache_key(a, "p ")
+    assert model_identity(x=1, y=2) == model_identity(y=2, x=1)
+
+
+def test_survives_a_new_process_object_on_the_same_file(tmp_path: Path) -> None:
+    first = ResponseCache(tmp_path / "c.sqlite")
+    first.put("m", "p", "kept")
+    first.close()
+    assert ResponseCache(tmp_path / "c.sqlite").get("m", "p") == "kept"
+
+
+def test_is_safe_under_concurrent_threads(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    errors: List[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(50):
+                cache.put("m", f"{worker}-{i}", str(i))
+                assert cache.get("m", f"{worker}-{i}") == str(i)
+        except BaseException as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(cache) == 400
+
+
+def test_cache_hit_avoids_the_request(chat_server: ChatServer, tmp_path: Path) -> None:
+    chat_server.responder = lambda prompt: f"answer {prompt}"
+    model = make_model(chat_server, ResponseCache(tmp_path / "c.sqlite"))
+    first = ask(model, PROMPTS)
+    assert len(chat_server.requests) == 6
+    assert ask(model, PROMPTS) == first
+    assert len(chat_server.requests) == 6 and model.stats.cache_hits == 6
+
+
+def test_restart_reuses_the_file(chat_server: ChatServer, tmp_path: Path) -> None:
+    ask(make_model(chat_server, ResponseCache(tmp_path / "c.sqlite")), PROMPTS)
+    restarted = make_model(chat_server, ResponseCache(tmp_path / "c.sqlite"))
+    ask(restarted, PROMPTS)
+    assert len(chat_server.requests) == 6
+
+
+def test_cache_is_per_model_identity(chat_server: ChatServer, tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    ask(make_model(chat_server, cache, model="model-a"), PROMPTS[:2])
+    ask(make_model(chat_server, cache, model="model-b"), PROMPTS[:2])
+    ask(make_model(chat_server, cache, model="model-a", config={"temperature": 0.7}), PROMPTS[:2])
+    assert len(chat_server.requests) == 6
+
+
+def test_failures_are_not_cached(chat_server: ChatServer, tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    chat_server.fail("prompt 1", http_error(500))
+    answers = ask(make_model(chat_server, cache), PROMPTS[:3])
+    assert isinstance(answers[1], FailedResponse) and len(cache) == 2
+    assert ask(make_model(chat_server, cache), PROMPTS[:3])[1] == "{}"
+    assert [r.prompt for r in chat_server.requests[3:]] == ["prompt 1"]
+
+
+def test_each_response_is_committed_as_it_arrives(chat_server: ChatServer, tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    model = make_model(chat_server, ResponseCache(path), concurrency=1)
+    observer = ResponseCache(path)  # a second connection, as another process would see the file
+    seen_before: List[int] = []
+
+    def respond(prompt: str) -> str:
+        seen_before.append(len(observer))
+        return "ok"
+
+    chat_server.responder = respond
+    ask(model, PROMPTS)
+    assert seen_before == [0, 1, 2, 3, 4, 5]
+
+
+CHILD = """
+import sys
+from spacy_ner_project.components.cache import ResponseCache
+from spacy_ner_project.components.models import OpenAICompatibleModel
+model = OpenAICompatibleModel(base_url=sys.argv[1], model="test-model", cache=ResponseCache(sys.argv[2]),
+                              concurrency=1, max_retries=0)
+model([[f"prompt {i}"] for i in range(6)])
+"""
+
+
+def test_rerun_after_a_crash_repeats_no_finished_request(chat_server: ChatServer, tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    child: List[subprocess.Popen] = []
+
+    def respond_then_crash(prompt: str) -> str:
+        if prompt == "prompt 3":  # the process dies while this request is in flight
+            os.kill(child[0].pid, signal.SIGKILL)
+        return f"answer {prompt}"
+
+    chat_server.responder = respond_then_crash
+    child.append(subprocess.Popen([sys.executable, "-c", CHILD, chat_server.base_url, str(path)]))
+    assert child[0].wait(timeout=60) == -signal.SIGKILL
+    assert [r.prompt for r in chat_server.requests] == PROMPTS[:4]
+
+    chat_server.reset()
+    chat_server.responder = lambda prompt: f"answer {prompt}"
+    answers = ask(make_model(chat_server, ResponseCache(path)), PROMPTS)
+    assert sorted(r.prompt for r in chat_server.requests) == PROMPTS[3:]
+    assert answers == [f"answer {p}" for p in PROMPTS]
+
+
+def test_configured_from_a_spacy_config(chat_server: ChatServer, tmp_path: Path) -> None:
+    config = Config().from_str(
+        f"""
+        [model]
+        @llm_models = "spacy_ner_project.OpenAICompatible.v1"
+        base_url = "{chat_server.base_url}"
+        model = "test-model"
+        concurrency = 2
+
+        [model.config]
+        temperature = 0.0
+
+        [model.cache]
+        @llm_misc = "spacy_ner_project.SQLiteCache.v1"
+        path = "{tmp_path / 'cfg.sqlite'}"
+        """
+    )
+    model = llm_registry.resolve(config)["model"]
+    ask(model, PROMPTS[:2])
+    ask(model, PROMPTS[:2])
+    assert isinstance(model.cache, ResponseCache) and len(model.cache) == 2
+    assert len(chat_server.requests) == 2
+
+
+class CountingModel:
+    """A stand-in for any spacy-llm model: answers upper-cased prompts, fails on "bad"."""
+
+    def __init__(self) -> None:
+        self.calls: List[List[List[str]]] = []
+
+    def __call__(self, prompts: Any) -> Any:
+        batch = [list(p) for p in prompts]
+        self.calls.append(batch)
+        return [[FailedResponse("nope") if p == "bad" else p.upper() for p in doc] for doc in batch]
+
+
+def test_cached_model_wraps_any_model(tmp_path: Path) -> None:
+    inner = CountingModel()
+    make = llm_registry.llm_models.get("spacy_ner_project.CachedModel.v1")
+    model = make(model=inner, cache=ResponseCache(tmp_path / "c.sqlite"), model_id="counting")
+    assert [list(r) for r in model([["a", "b"], ["a"], ["bad"]])] == [["A", "B"], ["A"], [""]]
+    assert inner.calls == [[["a"]], [["b"]], [["bad"]]]  # one prompt per call: committed one by one
+    assert [list(r) for r in model([["b"], ["a"], ["bad"]])] == [["B"], ["A"], [""]]
+    assert inner.calls[3:] == [[["bad"]]]  # only the failed one is asked again
+    other = make(model=inner, cache=model.cache, model_id="another")
+    other([["a"]])
+    assert inner.calls[-1] == [["a"]]
+
+
+def test_cached_model_identity_includes_wrapped_rest_model_settings(tmp_path: Path) -> None:
+    class FakeRest(CountingModel):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self._name, self._endpoint, self._config = name, "http://127.0.0.1:1/v1/chat/completions", {"temperature": 0}
+
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    a = CachedModel(model=FakeRest("gpt-a"), cache=cache, model_id="same")
+    b = CachedModel(model=FakeRest("gpt-b"), cache=cache, model_id="same")
+    assert a.model_id != b.model_id and "gpt-a" in a.model_id
+
+
+def test_closed_cache_says_so(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    cache.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        cache.get("m", "p")
