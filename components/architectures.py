@@ -6,6 +6,8 @@ from typing import Callable, List, Optional
 
 from spacy.tokens import Doc, Span
 from spacy_transformers.layers import TransformerModel
+from thinc.api import Maxout, Model, chain, concatenate, with_array
+from thinc.types import Floats2d
 
 from spacy_ner_project.backbone import EMBEDDED, resolve_backbone
 
@@ -47,4 +49,23 @@ def transformer_model_v1(
             model.attrs["name"] = requested
 
     model.init = init
+    return model
+
+
+def cased_tok2vec_v1(
+    transformer: Model[List[Doc], List[Floats2d]],
+    embed: Model[List[Doc], List[Floats2d]],
+    width: int,
+    maxout_pieces: int = 3,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Transformer listener vectors concatenated with spaCy hash embeddings, projected.
+
+    An uncased backbone (such as the embedded MiniLM) sees ``Leicestershire``,
+    ``LEICESTERSHIRE`` and ``leicestershire`` alike; hash embeddings of SHAPE,
+    PREFIX, SUFFIX (and optionally ORTH) give the NER model the case back.
+    """
+    project = with_array(Maxout(nO=width, nP=maxout_pieces, normalize=True, dropout=0.0))
+    model = chain(concatenate(transformer, embed), project)
+    model.set_dim("nO", width)
+    model.name = "cased_tok2vec"
     return model

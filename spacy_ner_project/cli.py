@@ -15,10 +15,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """CoNLL-2003 conversion, NER evaluation and LLM NER for spaCy."""
+
+
 # Commands are registered by their modules, one line each.
-from spacy_ner_project import conll  # noqa: E402
+from spacy_ner_project import conll, train  # noqa: E402
 
 app.command("convert")(conll.convert_cli)
+app.command("train")(train.train_cli)
 
 
 def main() -> None:

@@ -1,0 +1,379 @@
+"""CoNLL-2003 (IOB1 or IOB2, with or without ``-DOCSTART-``) to spaCy ``DocBin``.
+
+Reading is strict: every problem is reported as a :class:`ConllFormatError` that names
+the file and the 1-based line, and nothing is written until the whole file has been
+read and validated. Output files are written atomically (temporary file + rename),
+so a failed conversion never leaves a partial ``.spacy`` file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple
+
+import typer
+from wasabi import msg
+
+Scheme = Literal["auto", "iob1", "iob2"]
+DOCSTART = "-DOCSTART-"
+DOC_ID_KEY = "doc_id"  # doc.user_data key holding the document id
+_TAG_RE = re.compile(r"^(?:O|([BI])-(\S+))$")
+
+
+class ConllFormatError(ValueError):
+    """A CoNLL file that cannot be converted; ``path`` and ``line`` say where."""
+
+    def __init__(self, path: Path | str, line: Optional[int], message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class Sentence:
+    words: List[str]
+    tags: List[str]  # IOB2 after reading
+    first_line: int
+
+
+@dataclass
+class ConllDocument:
+    doc_id: str
+    sentences: List[Sentence] = field(default_factory=list)
+
+
+@dataclass
+class ConllStats:
+    docs: int = 0
+    sentences: int = 0
+    tokens: int = 0
+    entities: Counter = field(default_factory=Counter)
+    scheme: str = ""
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def total_entities(self) -> int:
+        return sum(self.entities.values())
+
+    def as_dict(self) -> Dict[str, int]:
+        row = {
+            "docs": self.docs,
+            "sentences": self.sentences,
+            "tokens": self.tokens,
+            "entities": self.total_entities,
+        }
+        row.update({label: self.entities[label] for label in sorted(self.entities)})
+        return row
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _decode_lines(path: Path) -> List[str]:
+    """Lines of ``path`` as text: UTF-8 (a BOM is dropped), CRLF/CR line ends accepted."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise ConllFormatError(path, None, "the file is empty; expected CoNLL lines 'TOKEN ... TAG'")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    raw_lines = data.splitlines()
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConllFormatError(
+                path,
+                number,
+                f"bytes that are not UTF-8 at column {err.start + 1} ({raw[err.start:err.start + 4]!r}); "
+                "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+            ) from None
+    return [raw.decode("utf-8") for raw in raw_lines]
+
+
+def _parse_tag(path: Path, number: int, tag: str, labels: Optional[Sequence[str]]) -> Tuple[str, str]:
+    match = _TAG_RE.match(tag)
+    if match is None:
+        raise ConllFormatError(path, number, f"unknown tag {tag!r}; expected 'O', 'B-TYPE' or 'I-TYPE'")
+    prefix, label = match.group(1) or "O", match.group(2) or ""
+    if labels is not None and prefix != "O" and label not in labels:
+        raise ConllFormatError(
+            path, number, f"unknown entity type {label!r} in tag {tag!r}; allowed: {', '.join(labels)}"
+        )
+    return prefix, label
+
+
+def _read_raw(
+    path: Path, labels: Optional[Sequence[str]]
+) -> Tuple[List[Tuple[bool, List[Tuple[int, str, str, str]]]], bool]:
+    """Split a file into sentences of (line, word, prefix, label); flag docstarts.
+
+    Returns a list of (starts_new_document, tokens) and whether any ``-DOCSTART-`` was seen.
+    """
+    lines = _decode_lines(path)
+    sentences: List[Tuple[bool, List[Tuple[int, str, str, str]]]] = []
+    current: List[Tuple[int, str, str, str]] = []
+    pending_docstart = False
+    saw_docstart = False
+    n_columns: Optional[int] = None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped:
+            if current:
+                sentences.append((pending_docstart, current))
+                current, pending_docstart = [], False
+            continue
+        columns = stripped.split()
+        if columns[0] == DOCSTART:
+            if current:
+                sentences.append((pending_docstart, current))
+                current = []
+            pending_docstart = saw_docstart = True
+            continue
+        if n_columns is None:
+            if len(columns) < 2:
+                raise ConllFormatError(
+                    path, number, f"found {len(columns)} column; expected at least 2 (TOKEN ... NER_TAG)"
+                )
+            n_columns = len(columns)
+        elif len(columns) != n_columns:
+            raise ConllFormatError(
+                path,
+                number,
+                f"found {len(columns)} columns, but earlier lines have {n_columns}; "
+                "every token line needs the same columns (TOKEN ... NER_TAG)",
+            )
+        prefix, label = _parse_tag(path, number, columns[-1], labels)
+        current.append((number, columns[0], prefix, label))
+    if current:
+        sentences.append((pending_docstart, current))
+    if not sentences:
+        raise ConllFormatError(path, None, "no token lines found; expected CoNLL lines 'TOKEN ... TAG'")
+    return sentences, saw_docstart
+
+
+def _violations(tokens: Sequence[Tuple[int, str, str, str]], scheme: str) -> Iterator[Tuple[int, str]]:
+    """Yield (line, message) for each tag the scheme forbids in one sentence."""
+    previous = "O"  # label of the previous token ("O" for outside)
+    for number, _, prefix, label in tokens:
+        if scheme == "iob2" and prefix == "I" and previous != label:
+            yield number, f"'I-{label}' follows {_describe(previous)}; in IOB2 an entity starts with 'B-'"
+        if scheme == "iob1" and prefix == "B" and previous != label:
+            yield number, (
+                f"'B-{label}' follows {_describe(previous)}; in IOB1 'B-' only separates two "
+                "adjacent entities of the same type"
+            )
+        previous = label if prefix != "O" else "O"
+
+
+def _describe(label: str) -> str:
+    return "'O'" if label == "O" else f"a {label} entity"
+
+
+def detect_scheme(sentences: Iterable[Sequence[Tuple[int, str, str, str]]]) -> Optional[str]:
+    """'iob1' when an entity starts with 'I-' anywhere, 'iob2' when one starts with 'B-'
+    after 'O' (or another type), None when the tags read the same either way."""
+    saw_b_start = False
+    for tokens in sentences:
+        if next(_violations(tokens, "iob2"), None) is not None:
+            return "iob1"
+        saw_b_start = saw_b_start or next(_violations(tokens, "iob1"), None) is not None
+    return "iob2" if saw_b_start else None
+
+
+def _to_iob2(tokens: Sequence[Tuple[int, str, str, str]]) -> List[str]:
+    tags: List[str] = []
+    previous = "O"
+    for _, _, prefix, label in tokens:
+        if prefix == "O":
+            tags.append("O")
+            previous = "O"
+            continue
+        starts = prefix == "B" or previous != label
+        tags.append(("B-" if starts else "I-") + label)
+        previous = label
+    return tags
+
+
+@dataclass
+class ConllCorpus:
+    documents: List[ConllDocument]
+    scheme: str  # the scheme the tags were read with
+    warnings: List[str] = field(default_factory=list)
+
+
+def read_conll(
+    path: Path | str,
+    *,
+    scheme: Scheme = "auto",
+    n_sents: int = 0,
+    labels: Optional[Sequence[str]] = None,
+    strict: bool = False,
+) -> ConllCorpus:
+    """Read and validate a CoNLL NER file into documents of IOB2-tagged sentences.
+
+    scheme: "iob1", "iob2" or "auto" (IOB1 if any entity starts with 'I-', else IOB2).
+        IOB2 forbids 'I-X' after 'O' or another type: that is an error.
+    strict: IOB1 reserves 'B-X' for an entity directly after another X entity; the
+        original CoNLL-2003 train file breaks that twice ('B-MISC' after 'O'). The
+        meaning is unambiguous (an entity starts), so by default such tags are read as
+        entity starts and reported in ``warnings``; strict=True makes them errors.
+    n_sents: 0 groups sentences by ``-DOCSTART-`` lines (a file without any becomes
+        one document per sentence); n > 0 groups every n sentences, ignoring docstarts.
+    labels: if given, entity types outside it are errors.
+    """
+    path = Path(path)
+    if scheme not in ("auto", "iob1", "iob2"):
+        raise ValueError(f"scheme must be 'auto', 'iob1' or 'iob2', not {scheme!r}")
+    if n_sents < 0:
+        raise ValueError(f"n_sents must be 0 (group by -DOCSTART-) or positive, not {n_sents}")
+    raw, saw_docstart = _read_raw(path, labels)
+    effective = scheme if scheme != "auto" else detect_scheme(t for _, t in raw) or "iob2"
+    warnings: List[str] = []
+    for _, tokens in raw:
+        for line, problem in _violations(tokens, effective):
+            if effective == "iob2" or strict:
+                hint = "" if scheme != "auto" else "; the tags were detected as IOB2, pass --scheme iob1 if meant"
+                raise ConllFormatError(path, line, f"{problem} (scheme {effective}{hint})")
+            warnings.append(f"{path}:{line}: {problem}; read as the start of an entity")
+    stem = path.stem if path.suffix in {".txt", ".conll", ".iob", ".bio"} else path.name
+    documents: List[ConllDocument] = []
+    for index, (starts_doc, tokens) in enumerate(raw):
+        if n_sents > 0:
+            new_doc = index % n_sents == 0
+        else:
+            new_doc = starts_doc or not saw_docstart or not documents
+        if new_doc:
+            documents.append(ConllDocument(doc_id=f"{stem}-{len(documents)}"))
+        words = [word for _, word, _, _ in tokens]
+        tags = _to_iob2(tokens) if effective == "iob1" else [_iob_tag(p, lab) for _, _, p, lab in tokens]
+        documents[-1].sentences.append(Sentence(words=words, tags=tags, first_line=tokens[0][0]))
+    return ConllCorpus(documents=documents, scheme=effective, warnings=warnings)
+
+
+def _iob_tag(prefix: str, label: str) -> str:
+    return "O" if prefix == "O" else f"{prefix}-{label}"
+
+
+# ------------------------------------------------------------------------- to spaCy
+
+
+def iob2_spans(tags: Sequence[str]) -> List[Tuple[int, int, str]]:
+    """(start, end, label) token spans of IOB2 tags, end exclusive."""
+    spans: List[Tuple[int, int, str]] = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("B-"):
+            spans.append((i, i + 1, tag[2:]))
+        elif tag.startswith("I-"):
+            start, _, label = spans[-1]
+            spans[-1] = (start, i + 1, label)
+    return spans
+
+
+def to_doc(document: ConllDocument, vocab) -> "Doc":  # noqa: F821 - spaCy type
+    """A Doc with sentence starts, entities (all other tokens 'O') and the document id."""
+    from spacy.tokens import Doc, Span
+
+    words = [w for sent in document.sentences for w in sent.words]
+    sent_starts: List[bool] = []
+    ents: List[Tuple[int, int, str]] = []
+    offset = 0
+    for sent in document.sentences:
+        sent_starts.extend([True] + [False] * (len(sent.words) - 1))
+        ents.extend((offset + s, offset + e, label) for s, e, label in iob2_spans(sent.tags))
+        offset += len(sent.words)
+    spaces = [True] * len(words)
+    spaces[-1] = False
+    doc = Doc(vocab, words=words, spaces=spaces, sent_starts=sent_starts)
+    doc.set_ents([Span(doc, s, e, label=label) for s, e, label in ents], default="outside")
+    doc.user_data[DOC_ID_KEY] = document.doc_id
+    return doc
+
+
+def count(documents: Sequence[ConllDocument]) -> ConllStats:
+    stats = ConllStats(docs=len(documents))
+    for document in documents:
+        for sent in document.sentences:
+            stats.sentences += 1
+            stats.tokens += len(sent.words)
+            stats.entities.update(label for _, _, label in iob2_spans(sent.tags))
+    return stats
+
+
+def write_atomic(data: bytes, output: Path) -> None:
+    """Write ``data`` to ``output`` via a temporary file in the same folder and a rename."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def convert(
+    input_path: Path | str,
+    output_path: Path | str,
+    *,
+    scheme: Scheme = "auto",
+    n_sents: int = 0,
+    labels: Optional[Sequence[str]] = None,
+    strict: bool = False,
+    lang: str = "en",
+) -> ConllStats:
+    """Convert one CoNLL file to a ``.spacy`` DocBin; returns the counts."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    corpus = read_conll(input_path, scheme=scheme, n_sents=n_sents, labels=labels, strict=strict)
+    vocab = spacy.blank(lang).vocab
+    doc_bin = DocBin(attrs=["ORTH", "SENT_START", "ENT_IOB", "ENT_TYPE"], store_user_data=True)
+    for document in corpus.documents:
+        doc_bin.add(to_doc(document, vocab))
+    write_atomic(doc_bin.to_bytes(), Path(output_path))
+    stats = count(corpus.documents)
+    stats.scheme = corpus.scheme
+    stats.warnings = corpus.warnings
+    return stats
+
+
+def format_stats(name: str, stats: ConllStats, labels: Sequence[str]) -> str:
+    """One Markdown row in the layout of the shared data README."""
+    cells = [name, stats.docs, stats.sentences, stats.tokens, stats.total_entities]
+    cells += [stats.entities.get(label, 0) for label in labels]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def convert_cli(
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CoNLL file (IOB1 or IOB2)"),
+    output_path: Path = typer.Argument(..., dir_okay=False, help="Output .spacy file"),
+    scheme: str = typer.Option("auto", "--scheme", "-s", help="auto, iob1 or iob2"),
+    n_sents: int = typer.Option(0, "--n-sents", "-n", help="Sentences per doc; 0 groups by -DOCSTART-"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated allowed entity types"),
+    strict: bool = typer.Option(False, "--strict", help="IOB1: 'B-X' not after an X entity is an error"),
+    lang: str = typer.Option("en", "--lang", help="Language of the vocab"),
+) -> None:
+    """Convert a CoNLL-2003 style NER file to a spaCy DocBin and print its counts."""
+    allowed = [label.strip() for label in labels.split(",")] if labels else None
+    try:
+        stats = convert(input_path, output_path, scheme=scheme, n_sents=n_sents, labels=allowed, strict=strict, lang=lang)  # type: ignore[arg-type]
+    except (ConllFormatError, ValueError) as err:
+        msg.fail(str(err), exits=1)
+    for warning in stats.warnings:
+        msg.warn(warning)
+    types = sorted(stats.entities)
+    header = ["file", "docs", "sentences", "tokens", "entities", *types]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    print(format_stats(input_path.name, stats, types))
+    msg.good(f"Wrote {output_path} ({stats.scheme.upper()} tags)")

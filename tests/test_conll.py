@@ -1,0 +1,203 @@
+"""CoNLL converter: round trip, grouping, IOB1/IOB2, and every bad-input case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+
+from spacy_ner_project.cli import app
+from spacy_ner_project.conll import ConllFormatError, convert, detect_scheme, read_conll
+
+# Invented sentences; two documents, IOB2.
+IOB2 = """-DOCSTART- -X- -X- O
+
+Anna NNP B-NP B-PER
+Kowalski NNP I-NP I-PER
+joined VBD B-VP O
+Helix NNP B-NP B-ORG
+Motors NNPS I-NP I-ORG
+in IN B-PP O
+Valmora NNP B-NP B-LOC
+. . O O
+
+Valmora NNP B-NP B-LOC
+Eastmarch NNP I-NP B-LOC
+won VBD B-VP O
+. . O O
+
+-DOCSTART- -X- -X- O
+
+Valmoran JJ B-NP B-MISC
+fans NNS I-NP O
+cheered VBD B-VP O
+. . O O
+"""
+
+# The same data in IOB1: entities start with I- unless they follow one of the same type.
+IOB1 = IOB2.replace("B-PER", "I-PER").replace("B-ORG", "I-ORG").replace("B-MISC", "I-MISC")
+IOB1 = IOB1.replace("Valmora NNP B-NP B-LOC\nEastmarch NNP I-NP B-LOC", "Valmora NNP B-NP I-LOC\nEastmarch NNP I-NP B-LOC")
+IOB1 = IOB1.replace("in IN B-PP O\nValmora NNP B-NP B-LOC", "in IN B-PP O\nValmora NNP B-NP I-LOC")
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "data.txt") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_docs(path: Path):
+    return list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
+
+
+def ents(doc) -> list[tuple[str, str]]:
+    return [(e.text, e.label_) for e in doc.ents]
+
+
+EXPECTED_ENTS = [
+    [("Anna Kowalski", "PER"), ("Helix Motors", "ORG"), ("Valmora", "LOC"), ("Valmora", "LOC"), ("Eastmarch", "LOC")],
+    [("Valmoran", "MISC")],
+]
+
+
+def test_round_trip_iob2(tmp_path: Path) -> None:
+    out = tmp_path / "out.spacy"
+    stats = convert(write(tmp_path, IOB2), out)
+    docs = load_docs(out)
+    assert [ents(d) for d in docs] == EXPECTED_ENTS
+    assert [d.user_data["doc_id"] for d in docs] == ["data-0", "data-1"]
+    assert [s.text for s in docs[0].sents] == ["Anna Kowalski joined Helix Motors in Valmora .", "Valmora Eastmarch won ."]
+    assert all(t.ent_iob_ in "BIO" and t.ent_iob_ != "" for d in docs for t in d)  # no missing values
+    assert stats.as_dict() == {"docs": 2, "sentences": 3, "tokens": 16, "entities": 6, "LOC": 3, "MISC": 1, "ORG": 1, "PER": 1}
+    assert stats.scheme == "iob2"
+
+
+def test_iob1_reads_identically(tmp_path: Path) -> None:
+    assert detect_scheme([[(1, "x", "I", "PER")]]) == "iob1"
+    out1, out2 = tmp_path / "a.spacy", tmp_path / "b.spacy"
+    assert convert(write(tmp_path, IOB1, "a.txt"), out1).scheme == "iob1"
+    convert(write(tmp_path, IOB2, "b.txt"), out2)
+    assert [ents(d) for d in load_docs(out1)] == [ents(d) for d in load_docs(out2)] == EXPECTED_ENTS
+
+
+def test_iob1_b_after_o_is_a_warning_unless_strict(tmp_path: Path) -> None:
+    text = "Anna NNP B-NP I-PER\nsaw VBD O O\nOslo NNP B-NP B-LOC\n"
+    path = write(tmp_path, text)
+    corpus = read_conll(path, scheme="iob1")
+    assert len(corpus.warnings) == 1 and ":3:" in corpus.warnings[0]
+    assert corpus.documents[0].sentences[0].tags == ["B-PER", "O", "B-LOC"]
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(path, scheme="iob1", strict=True)
+    assert err.value.line == 3
+
+
+def test_group_every_n_sentences_and_no_docstart(tmp_path: Path) -> None:
+    assert len(read_conll(write(tmp_path, IOB2), n_sents=2).documents) == 2  # 3 sentences -> 2 + 1
+    assert [len(d.sentences) for d in read_conll(write(tmp_path, IOB2), n_sents=2).documents] == [2, 1]
+    no_docstart = IOB2.replace("-DOCSTART- -X- -X- O\n", "")
+    assert len(read_conll(write(tmp_path, no_docstart)).documents) == 3  # one doc per sentence
+
+
+def test_bom_and_crlf_are_handled(tmp_path: Path) -> None:
+    data = b"\xef\xbb\xbf" + IOB2.replace("\n", "\r\n").encode("utf-8")
+    corpus = read_conll(write(tmp_path, data))
+    assert corpus.documents[0].sentences[0].words[0] == "Anna"
+    assert [len(d.sentences) for d in corpus.documents] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    "text,line,fragment,kwargs",
+    [
+        ("Anna NNP B-NP B-PER\nsaw VBD O\n", 2, "columns", {}),
+        ("Anna NNP B-NP B-PER\nsaw VBD O X-PER\n", 2, "unknown tag", {}),
+        ("Anna NNP B-NP B-\n", 1, "unknown tag", {}),
+        ("Anna NNP B-NP B-PERSON\n", 1, "unknown entity type", {"labels": ["PER", "ORG"]}),
+        ("Anna NNP B-NP B-PER\nsaw VBD O O\nKowalski NNP B-NP I-PER\n", 3, "IOB2", {"scheme": "iob2"}),
+        ("Anna NNP B-NP B-PER\nSmith NNP I-NP I-ORG\n", 2, "IOB2", {"scheme": "iob2"}),
+        ("Anna\n", 1, "column", {}),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path: Path, text: str, line: int, fragment: str, kwargs) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(path, **kwargs)
+    assert err.value.line == line
+    assert err.value.path == str(path)
+    assert f"{path}:{line}:" in str(err.value) and fragment in str(err.value)
+
+
+def test_auto_detects_iob1_and_warns_on_b_after_o(tmp_path: Path) -> None:
+    # B- after O (so not IOB1-only) and I- after O: neither scheme fits
+    path = write(tmp_path, "Anna NNP B-NP B-PER\nsaw VBD O O\nOslo NNP B-NP I-LOC\n")
+    corpus = read_conll(path)  # auto: 'I-' starting an entity means IOB1; B- after O is a warning there
+    assert corpus.scheme == "iob1" and corpus.warnings
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n  \n", b"-DOCSTART- -X- -X- O\n\n"])
+def test_empty_files(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(ConllFormatError, match="empty|no token lines"):
+        read_conll(write(tmp_path, data))
+
+
+def test_non_utf8_bytes(tmp_path: Path) -> None:
+    data = "Anna NNP B-NP B-PER\n".encode() + "Müller NNP I-NP I-PER\n".encode("latin-1")
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(write(tmp_path, data))
+    assert err.value.line == 2 and "UTF-8" in str(err.value)
+
+
+def test_failed_conversion_leaves_no_output(tmp_path: Path) -> None:
+    out = tmp_path / "out.spacy"
+    with pytest.raises(ConllFormatError):
+        convert(write(tmp_path, IOB2 + "broken line with too many columns here\n"), out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "data.txt"]  # no temporary file left either
+    # an existing output survives a failed conversion untouched
+    out.write_bytes(b"previous")
+    with pytest.raises(ConllFormatError):
+        convert(write(tmp_path, b""), out)
+    assert out.read_bytes() == b"previous"
+
+
+def test_cli_prints_counts_and_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "out.spacy"
+    result = runner.invoke(app, ["convert", str(write(tmp_path, IOB2)), str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| data.txt | 2 | 3 | 16 | 6 | 3 | 1 | 1 | 1 |" in result.output
+    bad = write(tmp_path, "Anna NNP B-NP B-PER\nsaw VBD O\n", "bad.txt")
+    result = runner.invoke(app, ["convert", str(bad), str(tmp_path / "bad.spacy")])
+    assert result.exit_code == 1
+    assert "bad.txt:2" in result.output
+    assert not (tmp_path / "bad.spacy").exists()
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "conll2003"
+README_ROWS = {  # from the shared data README
+    "train.txt": (946, 14041, 203621, 23499, 7140, 3438, 6321, 6600),
+    "dev.txt": (216, 3250, 51362, 5942, 1837, 922, 1341, 1842),
+    "test.txt": (231, 3453, 46435, 5648, 1668, 702, 1661, 1617),
+    "iob1/eng.train": (946, 14041, 203621, 23499, 7140, 3438, 6321, 6600),
+    "iob1/eng.testa": (216, 3250, 51362, 5942, 1837, 922, 1341, 1842),
+    "iob1/eng.testb": (231, 3453, 46435, 5648, 1668, 702, 1661, 1617),
+}
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="CoNLL-2003 is not at ../shared/conll2003")
+@pytest.mark.parametrize("name", sorted(README_ROWS))
+def test_counts_match_the_shared_readme(name: str) -> None:
+    from spacy_ner_project.conll import count
+
+    corpus = read_conll(SHARED / name)
+    stats = count(corpus.documents)
+    row = (stats.docs, stats.sentences, stats.tokens, stats.total_entities) + tuple(
+        stats.entities[label] for label in ("LOC", "MISC", "ORG", "PER")
+    )
+    assert row == README_ROWS[name]
+    assert corpus.scheme == ("iob1" if name.startswith("iob1") else "iob2")
