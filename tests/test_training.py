@@ -1,0 +1,123 @@
+"""A tiny training run through the real transformer config (embedded MiniLM), and packaging.
+
+The pipeline is trained once per session (a few steps on the invented demo corpus);
+the package test builds wheels of the plugin and the pipeline, installs both into a
+fresh virtual environment, loads the pipeline by name and predicts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from spacy_ner_project.conll import convert
+from spacy_ner_project.train import training_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "assets" / "demo"
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("corpus")
+    return {split: (convert(DEMO / f"{split}.iob", out / f"{split}.spacy"), out / f"{split}.spacy")[1]
+            for split in ("train", "dev", "test")}
+
+
+@pytest.fixture(scope="session")
+def tiny_trf_pipeline(tmp_path_factory: pytest.TempPathFactory, demo_corpus: dict[str, Path]) -> Path:
+    from spacy.cli.train import train
+
+    output = tmp_path_factory.mktemp("training")
+    overrides = training_overrides(
+        ROOT / "configs" / "ner_trf.cfg",
+        train=demo_corpus["train"],
+        dev=demo_corpus["dev"],
+        backbone="embedded",
+        max_steps=6,
+        eval_frequency=3,
+    )
+    overrides["corpora.train.limit"] = 24  # documents
+    overrides["corpora.dev.limit"] = 4
+    train(ROOT / "configs" / "ner_trf.cfg", output, overrides=overrides)
+    return output / "model-last"
+
+
+def test_backbone_override_only_for_transformer_configs(tmp_path: Path) -> None:
+    trf = training_overrides(ROOT / "configs" / "ner_trf.cfg", train=tmp_path, dev=tmp_path, backbone="roberta-base")
+    cnn = training_overrides(ROOT / "configs" / "ner_cnn.cfg", train=tmp_path, dev=tmp_path, backbone="roberta-base")
+    assert trf["components.transformer.model.name"] == "roberta-base"
+    assert "components.transformer.model.name" not in cnn
+
+
+def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path]) -> None:
+    nlp = spacy.load(tiny_trf_pipeline)
+    assert nlp.pipe_names == ["transformer", "ner"]
+    assert set(nlp.get_pipe("ner").labels) == {"PER", "ORG", "LOC", "MISC"}
+    # the saved config keeps the portable name, not a site-packages path
+    assert nlp.config["components"]["transformer"]["model"]["name"] == "embedded"
+    docs = list(DocBin().from_disk(demo_corpus["test"]).get_docs(nlp.vocab))[:2]
+    from spacy.training import Example
+
+    scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in docs])
+    assert {"ents_p", "ents_r", "ents_f", "ents_per_type"} <= set(scores)
+    predicted = list(nlp.pipe(d.text for d in docs))
+    assert all(len(doc) > 0 for doc in predicted)
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_package_installs_into_fresh_venv_and_loads_by_name(tiny_trf_pipeline: Path, tmp_path: Path) -> None:
+    name, version = "ner_tiny_test", "0.0.1"
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    _run([sys.executable, "-m", "spacy", "package", str(tiny_trf_pipeline), str(packages),
+          "--name", name, "--version", version, "--build", "wheel", "--force"])
+    pipeline_wheel = next(packages.glob(f"en_{name}-{version}/dist/*.whl"))
+    meta = (packages / f"en_{name}-{version}" / "meta.json").read_text()
+    assert "spacy-ner-project" in meta  # the config uses this plugin's architectures
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheels"), str(ROOT)])
+    plugin_wheel = next((tmp_path / "wheels").glob("spacy_ner_project-*.whl"))
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env["HF_HUB_OFFLINE"] = "1"
+    # torch first, as the README says: the CPU build that lies on this machine's disk
+    _run([python, "-m", "pip", "install", "-q", f"torch=={_torch_version()}"], env=env)
+    _run([python, "-m", "pip", "install", "-q", str(plugin_wheel)], env=env)
+    _run([python, "-m", "pip", "install", "-q", str(pipeline_wheel)], env=env)
+    script = (
+        "import spacy, json\n"
+        f"nlp = spacy.load('en_{name}')\n"
+        "doc = nlp('Anna Kowalski joined Helix Motors in Valmora on Monday .')\n"
+        "print(json.dumps({'pipes': nlp.pipe_names, 'n_tokens': len(doc), "
+        "'ents': [(e.text, e.label_) for e in doc.ents]}))\n"
+    )
+    # run outside the repository so nothing is imported from the checkout
+    result = _run([python, "-c", script], env=env, cwd=tmp_path)
+    import json
+
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["pipes"] == ["transformer", "ner"]
+    assert out["n_tokens"] == 10
+    assert all(label in {"PER", "ORG", "LOC", "MISC"} for _, label in out["ents"])
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__.split("+")[0]
