@@ -294,9 +294,11 @@ def align(
     *,
     options: AlignOptions = AlignOptions(),
     index: Optional[TokenIndex] = None,
+    blocked: Sequence[Tuple[int, int]] = (),
 ) -> AlignmentResult:
     """Place every mention of each (label, string) at token boundaries of ``text``.
 
+    blocked: token ranges (start, end) that mentions may not overlap, e.g. entities already set.
     Duplicate (label, string) pairs count once. A pair with no position is in ``unplaced``
     with reason "empty" or "not_found"; one whose every position lost an overlap is in
     ``unplaced`` with reason "overlap" (the losing positions are in ``overlapped``).
@@ -323,7 +325,7 @@ def align(
         if not found:
             unplaced.append(Unplaced(label, string, "not_found"))
         candidates.extend((qi, idx.mention(label, string, c)) for c in found)
-    kept, dropped = resolve_overlaps(candidates)
+    kept, dropped = resolve_overlaps(candidates, blocked=blocked)
     placed = {(m.label, m.text) for m in kept}
     lost = {(m.label, m.text) for m in dropped} - placed
     for label, string in queries:
@@ -338,7 +340,11 @@ def token_offsets(doc: "Doc") -> List[Tuple[int, int]]:
 
 
 def align_doc(
-    doc: "Doc", entities: Iterable[Tuple[str, str]], *, options: AlignOptions = AlignOptions()
+    doc: "Doc",
+    entities: Iterable[Tuple[str, str]],
+    *,
+    options: AlignOptions = AlignOptions(),
+    blocked: Sequence[Tuple[int, int]] = (),
 ) -> AlignmentResult:
     """``align`` on a spaCy Doc's text and tokens."""
-    return align(doc.text, token_offsets(doc), entities, options=options)
+    return align(doc.text, token_offsets(doc), entities, options=options, blocked=blocked)

@@ -1,0 +1,224 @@
+"""Parse an LLM's JSON entity answer, whatever it is wrapped in.
+
+``json_repair`` turns the raw response into Python values: it strips Markdown fences and prose,
+accepts single quotes and trailing commas, and closes truncated output. When the response holds
+several JSON values (an echoed prompt with its format line and examples, then the answer),
+json_repair returns them as a list, and the answer is the LAST value that looks like one.
+
+Two answer shapes are understood:
+
+* the label dict the prompt asks for: ``{"PER": ["Sam"], "ORG": [], ...}`` (a value may also be
+  a single string, or a list of ``{"text": ...}`` objects), possibly wrapped in a key such as
+  ``{"entities": {...}}``;
+* a list of entity objects: ``[{"text": "Sam", "label": "PER"}, ...]`` (also ``entity``/``name``
+  for the text, ``type``/``entity_type``/``category`` for the label).
+
+Label names go through a label map (PERSON/Person/per -> PER, ORGANIZATION -> ORG, GPE -> LOC,
+MISCELLANEOUS -> MISC ...) and are then matched case-insensitively against the task's labels.
+Labels that still match nothing are returned as ``unknown`` with their strings, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import json_repair
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.tokens import Doc
+
+    from .task import JsonNERTask
+
+DEFAULT_LABEL_MAP: Dict[str, str] = {
+    "PERSON": "PER",
+    "PERSONS": "PER",
+    "PEOPLE": "PER",
+    "PER": "PER",
+    "ORGANIZATION": "ORG",
+    "ORGANISATION": "ORG",
+    "ORGANIZATIONS": "ORG",
+    "ORGANISATIONS": "ORG",
+    "ORG": "ORG",
+    "LOCATION": "LOC",
+    "LOCATIONS": "LOC",
+    "GPE": "LOC",
+    "LOC": "LOC",
+    "MISCELLANEOUS": "MISC",
+    "MISC": "MISC",
+}
+_TEXT_KEYS = ("text", "entity", "name", "span", "value", "mention")
+_LABEL_KEYS = ("label", "type", "entity_type", "category", "tag", "entity_label")
+_WRAPPER_KEYS = ("entities", "named_entities", "ents", "result", "results", "answer", "output")
+
+
+@dataclass
+class ParsedAnswer:
+    """Entities parsed from one response.
+
+    entities: (task label, string) pairs in the order given.
+    unknown: (label as written by the LLM, string) pairs whose label maps to no task label.
+    error: why nothing could be parsed (None when an answer was found, even an empty one).
+    """
+
+    entities: List[Tuple[str, str]] = field(default_factory=list)
+    unknown: List[Tuple[str, str]] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+def _key(label: str) -> str:
+    return "".join(label.split()).replace("-", "_").upper()
+
+
+def normalize_label(raw: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> Optional[str]:
+    """The task label for a label written by the LLM, or None if it has none.
+
+    The label map is looked up ignoring case and whitespace; its target, or the raw label
+    itself, must then equal one of ``labels`` ignoring case.
+    """
+    by_key = {_key(label): label for label in labels}
+    key = _key(raw)
+    mapped = {_key(k): v for k, v in label_map.items()}.get(key)
+    if mapped is not None and _key(mapped) in by_key:
+        return by_key[_key(mapped)]
+    return by_key.get(key)
+
+
+def _entity_object(value: Any) -> Optional[Tuple[str, Any]]:
+    """(label, text) of an object like {"text": "Sam", "label": "PER"}; None otherwise."""
+    if not isinstance(value, dict):
+        return None
+    keys = {str(k).lower(): v for k, v in value.items()}
+    text = next((keys[k] for k in _TEXT_KEYS if k in keys), None)
+    label = next((keys[k] for k in _LABEL_KEYS if k in keys), None)
+    if isinstance(label, str) and text is not None:
+        return label, text
+    return None
+
+
+def _is_partial_object(value: Any) -> bool:
+    """An entity object cut short by truncated output, e.g. {"text": "IB"}: it is skipped."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and {str(k).lower() for k in value} <= set(_TEXT_KEYS + _LABEL_KEYS)
+        and _entity_object(value) is None
+    )
+
+
+def _is_label_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and _entity_object(value) is None
+        and not _is_partial_object(value)
+        and all(isinstance(v, (list, str)) or v is None for v in value.values())
+    )
+
+
+def _unwrap(value: Any) -> Any:
+    """{"entities": X} -> X (repeatedly) when X is an answer."""
+    while isinstance(value, dict) and len(value) == 1:
+        (key, inner), = value.items()
+        if str(key).lower() in _WRAPPER_KEYS and isinstance(inner, (dict, list)):
+            value = inner
+        else:
+            break
+    return value
+
+
+def _as_answer(value: Any) -> Optional[List[Tuple[str, Any]]]:
+    """(raw label, value) pairs if ``value`` is an answer on its own, else None."""
+    value = _unwrap(value)
+    if _is_label_dict(value):
+        return [(str(label), v) for label, v in value.items()]
+    single = _entity_object(value)
+    if single is not None:
+        return [single]
+    if isinstance(value, list):
+        objects = [_entity_object(v) for v in value if not _is_partial_object(v)]
+        if all(obj is not None for obj in objects):
+            return objects  # type: ignore[return-value]
+    return None
+
+
+def _last_answer(value: Any) -> Optional[List[Tuple[str, Any]]]:
+    """The answer in json_repair's output: the whole value, or the last answer among several."""
+    whole = _as_answer(value)
+    if whole is not None or not isinstance(value, list):
+        return whole
+    # several top-level values: a trailing run of entity objects is one list-of-objects answer
+    tail: List[Tuple[str, Any]] = []
+    for item in reversed(value):
+        if _is_partial_object(item):
+            continue
+        obj = _entity_object(item)
+        if obj is None:
+            break
+        tail.insert(0, obj)
+    if tail:
+        return tail
+    for item in reversed(value):
+        answer = _as_answer(item)
+        if answer is not None:
+            return answer
+    return None
+
+
+def _strings(value: Any) -> List[str]:
+    """Entity strings in a label's value: a list of strings/objects, or one string."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            obj = {str(k).lower(): v for k, v in item.items()}
+            item = next((obj[k] for k in _TEXT_KEYS if k in obj), None)
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            item = str(item)
+        if isinstance(item, str) and item.strip():
+            out.append(item)
+    return out
+
+
+def parse_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> ParsedAnswer:
+    """Entities in one LLM response (see the module docstring for what is accepted)."""
+    if not response or not response.strip():
+        return ParsedAnswer(error="empty response")
+    try:
+        value = json_repair.repair_json(response, return_objects=True)
+    except Exception as err:  # json_repair is lenient; anything it raises means "unparseable"
+        return ParsedAnswer(error=f"could not parse the response as JSON ({type(err).__name__}: {err})")
+    answer = _last_answer(value)
+    if answer is None:
+        snippet = " ".join(response.split())[:120]
+        return ParsedAnswer(error=f"no JSON entity answer in the response: {snippet!r}")
+    parsed = ParsedAnswer()
+    for raw_label, raw_value in answer:
+        label = normalize_label(raw_label, labels=labels, label_map=label_map)
+        for string in _strings(raw_value):
+            if label is None:
+                parsed.unknown.append((raw_label, string))
+            else:
+                parsed.entities.append((label, string))
+    return parsed
+
+
+def parse_json_responses(
+    task: "JsonNERTask", shards: Iterable[Iterable["Doc"]], responses: Iterable[Iterable[Any]]
+) -> Iterable[List[ParsedAnswer]]:
+    """spacy-llm TaskResponseParser: per doc, one ParsedAnswer per shard response.
+
+    A response carrying an ``error`` attribute (a request that finally failed, see
+    components/models.py FailedResponse) or that is not text becomes a ParsedAnswer with error.
+    """
+    for _shards, doc_responses in zip(shards, responses):
+        answers = []
+        for response in doc_responses:
+            failure = getattr(response, "error", None)
+            if failure:
+                answers.append(ParsedAnswer(error=f"request failed: {failure}"))
+            elif not isinstance(response, str):
+                answers.append(ParsedAnswer(error=f"the model returned {type(response).__name__}, not text"))
+            else:
+                answers.append(parse_answer(response, labels=task.labels, label_map=task.label_map))
+        yield answers

@@ -1,0 +1,96 @@
+"""Registered factories (entry points in setup.cfg: thinc_llm_tasks, thinc_llm_misc)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+from spacy_llm.registry.reader import fewshot_reader
+from spacy_llm.tasks.util.sharding import make_shard_mapper
+from spacy_llm.ty import ExamplesConfigType, Scorer, ShardMapper
+from spacy_llm.util import split_labels
+
+from spacy_ner_project.align import AlignOptions
+
+from .parser import DEFAULT_LABEL_MAP, parse_json_responses
+from .task import JsonNERTask
+from .util import DEFAULT_LABEL_DEFINITIONS, JsonNERExample, ner_score, read_template
+
+DEFAULT_JSON_NER_TEMPLATE_V1 = read_template("json_ner.v1")
+
+
+def make_json_ner_task_v1(
+    labels: Union[List[str], str] = [],
+    template: str = DEFAULT_JSON_NER_TEMPLATE_V1,
+    label_definitions: Optional[Dict[str, str]] = None,
+    examples: ExamplesConfigType = None,
+    label_map: Optional[Dict[str, str]] = None,
+    existing_ents: str = "keep",
+    fuzzy_cutoff: Optional[float] = 88.0,
+    max_fuzzy_tokens: int = 10,
+    strip_possessive: bool = True,
+    shard_mapper: Optional[ShardMapper] = None,
+    shard_overlap: int = 16,
+    parse_responses: Optional[Callable[..., Iterable[Any]]] = None,
+    scorer: Optional[Scorer] = None,
+) -> JsonNERTask:
+    """``spacy_ner_project.JsonNER.v1``: ask for {"PER": [...], ...} and set token-aligned ents.
+
+    labels: labels as a list or comma-separated string; empty: set at initialize (from the
+        [initialize.components.llm] `labels`, or inferred from the examples).
+    template: Jinja prompt template; gets text, labels, label_definitions, answer_format, examples.
+    label_definitions: label -> short definition for the prompt; None: CoNLL-2003 definitions
+        for PER/ORG/LOC/MISC. Pass {} for none.
+    examples: few-shot examples, e.g. ``@misc = "spacy.FewShotReader.v1"`` over a JSON/JSONL/YAML
+        file of {"text": ..., "entities": {"PER": [...]}}; more can come from training examples
+        with ``n_prompt_examples`` in [initialize.components.llm].
+    label_map: LLM label -> task label (case-insensitive); None: the default map
+        (PERSON -> PER, ORGANIZATION -> ORG, LOCATION/GPE -> LOC, MISCELLANEOUS -> MISC).
+        Build one with ``@llm_misc = "spacy_ner_project.LabelMap.v1"``.
+    existing_ents: "keep" (entities set earlier stay; LLM spans that overlap them are dropped)
+        or "overwrite" (the LLM's entities replace them).
+    fuzzy_cutoff / max_fuzzy_tokens / strip_possessive: alignment (spacy_ner_project.align).
+    shard_mapper: spacy-llm shard mapper for docs whose prompt exceeds the model's context
+        length (default spacy.ShardMapper.v1); the task makes shards overlap by
+        ``shard_overlap`` tokens and maps answers onto the original doc.
+    parse_responses: TaskResponseParser; default parse_json_responses (json-repair).
+    scorer: default spaCy's get_ner_prf.
+    """
+    raw_examples = examples() if callable(examples) else examples
+    prompt_examples = [JsonNERExample(**eg) for eg in raw_examples] if raw_examples else None
+    return JsonNERTask(
+        labels=split_labels(labels),
+        template=template,
+        label_definitions=DEFAULT_LABEL_DEFINITIONS if label_definitions is None else label_definitions,
+        prompt_examples=prompt_examples,
+        label_map=DEFAULT_LABEL_MAP if label_map is None else label_map,
+        shard_mapper=shard_mapper or make_shard_mapper(),
+        shard_overlap=shard_overlap,
+        align_options=AlignOptions(
+            fuzzy_cutoff=fuzzy_cutoff, max_fuzzy_tokens=max_fuzzy_tokens, strip_possessive=strip_possessive
+        ),
+        existing_ents=existing_ents,
+        scorer=scorer or ner_score,
+        parse_responses=parse_responses or parse_json_responses,
+    )
+
+
+def make_label_map_v1(mapping: Dict[str, str] = {}, include_defaults: bool = True) -> Dict[str, str]:
+    """``spacy_ner_project.LabelMap.v1``: a label map for JsonNER.v1's ``label_map``.
+
+    mapping: extra LLM label -> task label entries (they win over the defaults).
+    include_defaults: start from the default map (PERSON -> PER, GPE -> LOC, ...).
+    """
+    base = dict(DEFAULT_LABEL_MAP) if include_defaults else {}
+    return {**base, **mapping}
+
+
+def read_prompt_examples_v1(path: Optional[str] = None) -> Callable[[], Iterable[Dict[str, Any]]]:
+    """``spacy_ner_project.PromptExamples.v1``: few-shot examples for JsonNER.v1's ``examples``.
+
+    path: JSON, JSONL or YAML file of {"text": ..., "entities": {"PER": [...], ...}} objects
+        (read by spacy-llm's few-shot reader); None gives no examples, so a config can keep the
+        block and switch examples on with ``--paths.examples file.jsonl``.
+    """
+    if path is None:
+        return lambda: []
+    return fewshot_reader(path)

@@ -1,0 +1,239 @@
+"""JsonNERTask: prompt an LLM for {"PER": [...], ...} and turn its answer into token-aligned ents.
+
+A spacy-llm sharding task. Per doc it renders one prompt per shard (long docs are cut by a
+spacy-llm shard mapper into overlapping shards), parses each shard's answer
+(``parser.parse_answer``), and places every returned string in the ORIGINAL doc
+(``spacy_ner_project.align``) — doc.text is never rebuilt from shards. What could not become an
+entity is kept on the doc, under ``doc.user_data["spacy_ner_project.llm"]``::
+
+    {
+      "n_shards": 1,
+      "errors": ["shard 0: ..."],                      # failed requests, unparseable answers
+      "unknown_labels": [{"label": "FOOD", "text": "pizza"}],
+      "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],  # or "overlap"
+      "dropped": [{"label": "LOC", "text": "New York", "start_char": 4, "end_char": 12,
+                   "reason": "overlap"}],                # or "existing_entity"
+      "fuzzy": [{"label": "PER", "text": "Gorbachov", "start_char": 8, "end_char": 17,
+                 "score": 88.9}],                        # placed by typo-tolerant matching
+    }
+
+(user_data survives DocBin(store_user_data=True) and spacy-llm's cache.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
+
+import jinja2
+import jinja2.sandbox
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from spacy_llm.tasks.builtin_task import BuiltinTask
+from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, TaskResponseParser
+
+from spacy_ner_project.align import AlignOptions, Mention, align_doc
+
+from .parser import ParsedAnswer
+from .util import USER_DATA_KEY, JsonNERExample, order_labels, original_doc, overlapping_shard_mapper
+from .util import reduce_shards_to_original
+
+logger = logging.getLogger("spacy_ner_project.llm")
+
+EXISTING_ENTS_POLICIES = ("keep", "overwrite")
+
+
+class JsonNERTask(BuiltinTask):
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str],
+        template: str,
+        label_definitions: Dict[str, str],
+        prompt_examples: Optional[List[JsonNERExample]],
+        label_map: Dict[str, str],
+        shard_mapper: ShardMapper,
+        shard_overlap: int,
+        align_options: AlignOptions,
+        existing_ents: str,
+        scorer: Scorer,
+        parse_responses: TaskResponseParser,
+        prompt_example_type: Type[FewshotExample] = JsonNERExample,
+    ) -> None:
+        if existing_ents not in EXISTING_ENTS_POLICIES:
+            raise ValueError(f"existing_ents must be one of {EXISTING_ENTS_POLICIES}, got {existing_ents!r}")
+        try:
+            jinja2.sandbox.SandboxedEnvironment().from_string(template)
+        except jinja2.TemplateSyntaxError as err:
+            raise ValueError(f"the prompt template is not valid Jinja: {err}") from err
+        super().__init__(
+            parse_responses=parse_responses,
+            prompt_example_type=prompt_example_type,
+            template=template,
+            prompt_examples=prompt_examples,
+            shard_mapper=overlapping_shard_mapper(shard_mapper, overlap=shard_overlap),
+            shard_reducer=reduce_shards_to_original,
+        )
+        self._labels: List[str] = order_labels(labels)
+        self._label_definitions: Dict[str, str] = dict(label_definitions)
+        self._label_map = dict(label_map)
+        self._align_options = align_options
+        self._existing_ents = existing_ents
+        self._scorer = scorer
+        self._warned_labels: set = set()
+
+    # --- labels (spacy-llm's LabeledTask protocol) -------------------------------------------
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self._labels)
+
+    def add_label(self, label: str, label_definition: Optional[str] = None) -> int:
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"a label must be a non-empty string, got {label!r}")
+        if label_definition is not None:
+            self._label_definitions[label] = label_definition
+        if label in self._labels:
+            return 0
+        self._labels = order_labels([*self._labels, label])
+        return 1
+
+    def clear(self) -> None:
+        self._labels = []
+
+    @property
+    def label_definitions(self) -> Dict[str, str]:
+        return dict(self._label_definitions)
+
+    @property
+    def prompt_examples(self) -> List[JsonNERExample]:
+        return list(self._prompt_examples)
+
+    # --- initialisation ----------------------------------------------------------------------
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        nlp: Language,
+        labels: List[str] = [],
+        n_prompt_examples: int = 0,
+    ) -> None:
+        """Labels: ``labels`` here, else the configured ones, else those in the examples.
+        Few-shot examples: up to ``n_prompt_examples`` (-1: all) examples with entities are
+        added to those from the config's example file.
+        """
+        infer = not labels and not self._labels
+        found: List[str] = list(labels) or list(self._labels)
+        for eg in get_examples():
+            if infer:
+                found.extend(ent.label_ for ent in eg.reference.ents)
+            if n_prompt_examples < 0 or len(self._prompt_examples) < n_prompt_examples:
+                prompt_example = self._prompt_example_type.generate(eg, self)
+                if prompt_example is not None:
+                    self._prompt_examples.append(prompt_example)
+        if not found:
+            raise ValueError(
+                "the JSON NER task has no labels: set `labels` on the task, in "
+                "[initialize.components.llm], or initialize with examples that have entities"
+            )
+        self._labels = order_labels(found)
+
+    # --- prompting ---------------------------------------------------------------------------
+    def _get_prompt_data(self, shard: Doc, i_shard: int, i_doc: int, n_shards: int) -> Dict[str, Any]:
+        if not self._labels:
+            raise ValueError(
+                "the JSON NER task has no labels: set `labels` in its config or run nlp.initialize() "
+                "with annotated examples before processing text"
+            )
+        examples = [
+            {"text": eg.text, "answer": _json({label: eg.entities.get(label, []) for label in self._labels})}
+            for eg in self._prompt_examples
+        ]
+        return {
+            "labels": self._labels,
+            "label_definitions": {k: v for k, v in self._label_definitions.items() if k in self._labels},
+            "answer_format": "{" + ", ".join(f'"{label}": [...]' for label in self._labels) + "}",
+            "examples": examples,
+        }
+
+    # --- parsing -----------------------------------------------------------------------------
+    def parse_responses(
+        self, shards: Iterable[Iterable[Doc]], responses: Iterable[Iterable[Any]]
+    ) -> Iterable[Doc]:
+        """Per doc: parse its shards' answers, align the strings to the original doc, set ents."""
+        shards_per_doc = [list(doc_shards) for doc_shards in shards]
+        answers_per_doc = self._parse_responses(self, shards_per_doc, responses)
+        for doc_shards, answers in zip(shards_per_doc, answers_per_doc):
+            yield self._annotate(original_doc(doc_shards), len(doc_shards), list(answers))
+
+    @property
+    def label_map(self) -> Dict[str, str]:
+        return dict(self._label_map)
+
+    def _annotate(self, doc: Doc, n_shards: int, answers: List[ParsedAnswer]) -> Doc:
+        report: Dict[str, Any] = {
+            "n_shards": n_shards,
+            "errors": [],
+            "unknown_labels": [],
+            "unplaced": [],
+            "dropped": [],
+            "fuzzy": [],
+        }
+        entities: List[Tuple[str, str]] = []
+        for i, parsed in enumerate(answers):
+            if parsed.error:
+                report["errors"].append(f"shard {i}: {parsed.error}")
+            entities.extend(parsed.entities)
+            for raw_label, text in parsed.unknown:
+                report["unknown_labels"].append({"label": raw_label, "text": text})
+                if raw_label not in self._warned_labels:
+                    self._warned_labels.add(raw_label)
+                    logger.warning(
+                        "LLM answered with label %r, which is not one of %s and not in the label map: "
+                        "its entities are kept in doc.user_data[%r]['unknown_labels']; add it to "
+                        "`label_map` to use them",
+                        raw_label,
+                        self._labels,
+                        USER_DATA_KEY,
+                    )
+        for error in report["errors"]:
+            logger.warning("doc %r...: %s", doc.text[:40], error)
+
+        keep = self._existing_ents == "keep"
+        existing = [(ent.start, ent.end) for ent in doc.ents] if keep else []
+        result = align_doc(doc, entities, options=self._align_options, blocked=existing)
+        report["unplaced"] = [{"label": u.label, "text": u.text, "reason": u.reason} for u in result.unplaced]
+        report["dropped"] = [
+            _mention_dict(m, reason="existing_entity" if _overlaps(m, existing) else "overlap")
+            for m in result.overlapped
+        ]
+        report["fuzzy"] = [
+            {**_mention_dict(m), "score": round(m.score, 1)} for m in result.mentions if m.method == "fuzzy"
+        ]
+        spans = [Span(doc, m.start_token, m.end_token, label=m.label) for m in result.mentions]
+        if keep:
+            doc.set_ents(spans, default="unmodified")
+        else:
+            doc.set_ents(spans, default="outside")
+        doc.user_data[USER_DATA_KEY] = report
+        return doc
+
+    # --- scoring and serialisation -----------------------------------------------------------
+    def scorer(self, examples: Iterable[Example]) -> Dict[str, Any]:
+        return self._scorer(examples)
+
+    @property
+    def _cfg_keys(self) -> List[str]:
+        return ["_labels", "_label_definitions"]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _overlaps(m: Mention, ranges: Sequence[Tuple[int, int]]) -> bool:
+    return any(start < m.end_token and m.start_token < end for start, end in ranges)
+
+
+def _mention_dict(m: Mention, **extra: Any) -> Dict[str, Any]:
+    return {"label": m.label, "text": m.text, "start_char": m.start_char, "end_char": m.end_char, **extra}

@@ -1,0 +1,168 @@
+"""Parsing what real LLMs return for the JSON NER prompt (components/llm/parser.py)."""
+
+from __future__ import annotations
+
+from typing import Any, List, Tuple
+
+import pytest
+
+from spacy_ner_project.components.llm.parser import DEFAULT_LABEL_MAP, ParsedAnswer, normalize_label
+from spacy_ner_project.components.llm.parser import parse_answer, parse_json_responses
+from spacy_ner_project.components.llm.registry import make_label_map_v1
+from spacy_ner_project.components.models import FailedResponse
+
+LABELS = ["PER", "ORG", "LOC", "MISC"]
+
+
+def parse(response: str) -> ParsedAnswer:
+    return parse_answer(response, labels=LABELS, label_map=DEFAULT_LABEL_MAP)
+
+
+def ents(response: str) -> List[Tuple[str, str]]:
+    parsed = parse(response)
+    assert parsed.error is None, parsed.error
+    return parsed.entities
+
+
+ECHOED_PROMPT = """You are an expert named entity recognition (NER) system. [...]
+- PER: person
+Copy each entity exactly as it appears in the text.
+Answer with JSON only, without any explanation or Markdown, in this form:
+{"PER": [...], "ORG": [...], "LOC": [...], "MISC": [...]}
+
+Examples:
+
+Text:
+'''
+Sam's dog met Ann in Paris.
+'''
+Answer: {"PER": ["Sam", "Ann"], "ORG": [], "LOC": ["Paris"], "MISC": []}
+
+Text:
+'''
+Boris visited IBM's office in "Berlin", didn't he?
+'''
+Answer: {"PER": ["Boris"], "ORG": ["IBM"], "LOC": ["Berlin"], "MISC": []}"""
+
+
+@pytest.mark.parametrize(
+    "response,expected",
+    [
+        ('{"PER": ["Sam"], "ORG": ["OpenAI"], "LOC": [], "MISC": []}', [("PER", "Sam"), ("ORG", "OpenAI")]),
+        ('```json\n{"PER": ["Sam"], "LOC": ["Paris"]}\n```', [("PER", "Sam"), ("LOC", "Paris")]),
+        ('```\n{"PER": ["Sam"]}\n```', [("PER", "Sam")]),
+        ('Sure! Here are the entities:\n{"PER": ["Sam"]}', [("PER", "Sam")]),
+        ('{"PER": ["Sam"]}\n\nLet me know if you\'d like more!', [("PER", "Sam")]),
+        ("{'PER': ['Sam', 'O\\'Neil'], 'ORG': []}", [("PER", "Sam"), ("PER", "O'Neil")]),
+        ('{"PER": ["Sam", "Ann",], "ORG": [],}', [("PER", "Sam"), ("PER", "Ann")]),
+        ('{"PER": ["Sam", "Ann"], "ORG": ["Acme Co', [("PER", "Sam"), ("PER", "Ann"), ("ORG", "Acme Co")]),
+        (
+            '[{"text": "Sam", "label": "PER"}, {"text": "Paris", "label": "LOC"}]',
+            [("PER", "Sam"), ("LOC", "Paris")],
+        ),
+        ('[{"text": "Sam", "label": "PER"}, {"text": "Par', [("PER", "Sam")]),
+        ('{"entities": [{"entity": "Sam", "type": "Person"}]}', [("PER", "Sam")]),
+        ('{"entities": {"PER": ["Sam"]}}', [("PER", "Sam")]),
+        ('{"PER": "Sam", "ORG": null}', [("PER", "Sam")]),
+        ('{"PER": [{"text": "Sam"}], "MISC": [2024]}', [("PER", "Sam"), ("MISC", "2024")]),
+        ('{"PER": [], "ORG": [], "LOC": [], "MISC": []}', []),
+        ("[]", []),
+        (ECHOED_PROMPT + '\n\nText:\n\'\'\'\nSam met Ann.\n\'\'\'\nAnswer: {"PER": ["Sam", "Ann"]}', [
+            ("PER", "Sam"),
+            ("PER", "Ann"),
+        ]),
+        (ECHOED_PROMPT + '\nText:\n\'\'\'\nNothing here.\n\'\'\'\nAnswer: {"PER": [], "ORG": []}', []),
+        (
+            '{"PER": ["Sam"]}\nOops, as objects: [{"text": "Ann", "label": "PER"}]',
+            [("PER", "Ann")],
+        ),
+    ],
+    ids=[
+        "plain",
+        "json-fence",
+        "bare-fence",
+        "prose-before",
+        "prose-after",
+        "single-quotes",
+        "trailing-commas",
+        "truncated",
+        "list-of-objects",
+        "list-of-objects-truncated",
+        "wrapped-objects-other-keys",
+        "wrapped-dict",
+        "string-and-null-values",
+        "object-and-number-items",
+        "empty-answer",
+        "empty-list",
+        "echoed-prompt",
+        "echoed-prompt-empty-answer",
+        "last-answer-wins",
+    ],
+)
+def test_answers_are_parsed(response: str, expected: List[Tuple[str, str]]) -> None:
+    assert ents(response) == expected
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("PER", "PER"),
+        ("per", "PER"),
+        ("Person", "PER"),
+        ("PERSON", "PER"),
+        ("persons", "PER"),
+        ("ORGANIZATION", "ORG"),
+        ("Organisation", "ORG"),
+        ("LOCATION", "LOC"),
+        ("GPE", "LOC"),
+        ("Miscellaneous", "MISC"),
+        (" misc ", "MISC"),
+        ("FOOD", None),
+        ("DATE", None),
+    ],
+)
+def test_label_normalisation(raw: str, expected: Any) -> None:
+    assert normalize_label(raw, labels=LABELS, label_map=DEFAULT_LABEL_MAP) == expected
+
+
+def test_label_map_target_must_be_a_task_label() -> None:
+    # GPE maps to LOC, but a task without LOC has no place for it
+    assert normalize_label("GPE", labels=["PER"], label_map=DEFAULT_LABEL_MAP) is None
+
+
+def test_label_map_factory_extends_and_replaces_defaults() -> None:
+    label_map = make_label_map_v1({"Company": "ORG", "GPE": "MISC"})
+    assert normalize_label("company", labels=LABELS, label_map=label_map) == "ORG"
+    assert normalize_label("gpe", labels=LABELS, label_map=label_map) == "MISC"
+    assert normalize_label("Person", labels=LABELS, label_map=label_map) == "PER"
+    assert make_label_map_v1({"X": "PER"}, include_defaults=False) == {"X": "PER"}
+
+
+def test_unknown_labels_are_reported_with_their_strings() -> None:
+    parsed = parse('{"PERSON": ["Sam"], "FOOD": ["pizza", "pasta"], "DATE": []}')
+    assert parsed.entities == [("PER", "Sam")]
+    assert parsed.unknown == [("FOOD", "pizza"), ("FOOD", "pasta")]
+    assert parsed.error is None
+
+
+def test_unknown_label_in_list_of_objects() -> None:
+    parsed = parse('[{"text": "Sam", "label": "PERSON"}, {"text": "Monday", "label": "DATE"}]')
+    assert parsed.entities == [("PER", "Sam")] and parsed.unknown == [("DATE", "Monday")]
+
+
+@pytest.mark.parametrize("response", ["", "   ", "I could not find any entities.", '{"a": 1}', "42"])
+def test_no_answer_is_an_error_not_an_exception(response: str) -> None:
+    parsed = parse(response)
+    assert parsed.entities == [] and parsed.error
+
+
+def test_task_parser_records_failed_requests_and_non_text() -> None:
+    class Task:
+        labels = ("PER",)
+        label_map = DEFAULT_LABEL_MAP
+
+    responses = [[FailedResponse("HTTP 500 after 5 retries"), '{"PER": ["Sam"]}'], [None]]
+    answers = [list(a) for a in parse_json_responses(Task(), [[None, None], [None]], responses)]  # type: ignore[arg-type]
+    assert answers[0][0].error == "request failed: HTTP 500 after 5 retries"
+    assert answers[0][1].entities == [("PER", "Sam")]
+    assert answers[1][0].error and "NoneType" in answers[1][0].error
