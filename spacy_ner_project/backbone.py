@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlparse
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ def _hub_available(name: str) -> bool:
     cached = try_to_load_from_cache(name, "config.json")
     if isinstance(cached, str) and os.path.exists(cached):
         return True
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"} or not _hub_reachable():
         return False
     try:
         from transformers import AutoConfig
@@ -54,6 +56,19 @@ def _hub_available(name: str) -> bool:
         logger.debug("Backbone %r not reachable: %s", name, err)
         return False
     return True
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connection to the hub endpoint, instead of minutes of HTTP retries."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def resolve_backbone(name: str, *, fallback: Optional[str] = EMBEDDED) -> str:
