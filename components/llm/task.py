@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Type
 
 import jinja2
 import jinja2.sandbox
@@ -82,7 +82,7 @@ class JsonNERTask(BuiltinTask):
         self._align_options = align_options
         self._existing_ents = existing_ents
         self._scorer = scorer
-        self._warned_labels: set = set()
+        self._warned_labels: Set[str] = set()
 
     # --- labels (spacy-llm's LabeledTask protocol) -------------------------------------------
     @property

@@ -1,0 +1,364 @@
+"""spacy_ner_project.JsonNER.v1 in real spaCy pipelines, with canned LLM answers (offline)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import pytest
+import spacy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example
+from spacy_llm.registry import registry as llm_registry
+
+from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
+from spacy_ner_project.components.llm.task import JsonNERTask
+from spacy_ner_project.components.llm.util import USER_DATA_KEY
+from spacy_ner_project.components.models import FailedResponse
+
+TASK = "spacy_ner_project.JsonNER.v1"
+GAZETTEER = {
+    "PER": ["Sam", "Ann", "Boris"],
+    "ORG": ["OpenAI", "Acme"],
+    "LOC": ["Paris", "Buenos Aires", "New York"],
+}
+
+
+def prompt_text(prompt: str) -> str:
+    """The text a prompt asks about: the last quoted block."""
+    return prompt.rsplit("Text:\n'''\n", 1)[1].rsplit("\n'''", 1)[0]
+
+
+class ScriptedModel:
+    """A spacy-llm model that answers each prompt with ``answer(prompt)``, recording prompts."""
+
+    def __init__(self, answer: Callable[[str], str], context_length: Optional[int] = None) -> None:
+        self.answer = answer
+        self.context_length = context_length
+        self.prompts: List[str] = []
+
+    def __call__(self, prompts: Iterable[Iterable[str]]) -> Iterable[Iterable[str]]:
+        out = []
+        for doc_prompts in prompts:
+            doc_prompts = list(doc_prompts)
+            self.prompts.extend(doc_prompts)
+            out.append([self.answer(p) for p in doc_prompts])
+        return out
+
+
+ANSWERS: Dict[str, Callable[[str], str]] = {}
+
+
+def gazetteer_answer(prompt: str) -> str:
+    """What a perfect LLM would say: every gazetteer name whose full text is in the prompt's text."""
+    text = prompt_text(prompt)
+    return json.dumps({label: [n for n in names if n in text] for label, names in GAZETTEER.items()})
+
+
+@llm_registry.llm_models("test.scripted.v1")
+def scripted_model(answer: str = "gazetteer", context_length: Optional[int] = None) -> ScriptedModel:
+    """answer: a key of ANSWERS, "gazetteer", or a literal response returned for every prompt."""
+    if answer == "gazetteer":
+        return ScriptedModel(gazetteer_answer, context_length)
+    if answer in ANSWERS:
+        return ScriptedModel(ANSWERS[answer], context_length)
+    return ScriptedModel(lambda _prompt: answer, context_length)
+
+
+def make_nlp(answer: str = "gazetteer", *, before: Optional[List[Dict[str, str]]] = None, **task: Any) -> Language:
+    nlp = spacy.blank("en")
+    if before is not None:
+        ruler = nlp.add_pipe("entity_ruler")
+        ruler.add_patterns(before)
+    task_cfg = {"@llm_tasks": TASK, "labels": ["PER", "ORG", "LOC", "MISC"], **task}
+    nlp.add_pipe(
+        "llm",
+        config={"task": task_cfg, "model": {"@llm_models": "test.scripted.v1", "answer": answer, "context_length": None}},
+    )
+    return nlp
+
+
+def ents(doc: Doc) -> List[tuple]:
+    return [(e.text, e.label_) for e in doc.ents]
+
+
+def report(doc: Doc) -> Dict[str, Any]:
+    return doc.user_data[USER_DATA_KEY]
+
+
+@pytest.fixture(autouse=True)
+def _no_context_warning(recwarn: Any) -> None:
+    """spacy-llm warns when a model has no context length; not what these tests are about."""
+
+
+def test_task_is_found_through_the_entry_point() -> None:
+    assert llm_registry.llm_tasks.get(TASK) is make_json_ner_task_v1
+
+
+def test_entities_are_token_aligned_spans_and_report_is_stored() -> None:
+    nlp = make_nlp()
+    doc = nlp("Sam met Ann at OpenAI in Paris. Sam left.")
+    assert ents(doc) == [("Sam", "PER"), ("Ann", "PER"), ("OpenAI", "ORG"), ("Paris", "LOC"), ("Sam", "PER")]
+    assert report(doc) == {
+        "n_shards": 1,
+        "errors": [],
+        "unknown_labels": [],
+        "unplaced": [],
+        "dropped": [],
+        "fuzzy": [],
+    }
+
+
+def test_prompt_lists_labels_with_definitions_and_asks_for_exact_json() -> None:
+    nlp = make_nlp()
+    nlp("Sam met Ann.")
+    (prompt,) = nlp.get_pipe("llm")._model.prompts
+    assert "- PER: person\n- ORG: organization\n- LOC: location\n- MISC: miscellaneous" in prompt
+    assert "exactly as it appears in the text" in prompt
+    assert '{"PER": [...], "ORG": [...], "LOC": [...], "MISC": [...]}' in prompt
+    assert "JSON only" in prompt
+    assert prompt_text(prompt) == "Sam met Ann."
+
+
+def test_messy_answer_through_the_pipeline_with_label_variants_and_unknown_label(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answer = (
+        "Sure! Here is the JSON:\n```json\n{'Person': ['Sam',], 'organization': ['OpenAI'], "
+        "'GPE': ['Paris'], 'FOOD': ['pizza'], 'MISC'"
+    )
+    nlp = make_nlp(answer)
+    with caplog.at_level(logging.WARNING, logger="spacy_ner_project.llm"):
+        doc = nlp("Sam ate pizza at OpenAI in Paris.")
+    assert ents(doc) == [("Sam", "PER"), ("OpenAI", "ORG"), ("Paris", "LOC")]
+    assert report(doc)["unknown_labels"] == [{"label": "FOOD", "text": "pizza"}]
+    assert "'FOOD'" in caplog.text
+
+
+def test_echoed_prompt_uses_the_answer_not_the_examples() -> None:
+    ANSWERS["echo"] = lambda prompt: prompt + ' {"PER": ["Ann"]}'
+    nlp = make_nlp("echo", examples=[{"text": "Sam is here.", "entities": {"PER": ["Sam"]}}])
+    doc = nlp("Sam met Ann.")
+    assert ents(doc) == [("Ann", "PER")]
+
+
+def test_list_of_objects_answer() -> None:
+    nlp = make_nlp('[{"text": "Ann", "label": "PER"}, {"text": "Acme", "label": "ORGANIZATION"}]')
+    assert ents(nlp("Ann joined Acme.")) == [("Ann", "PER"), ("Acme", "ORG")]
+
+
+def test_us_is_not_found_inside_used_possessive_typo_and_curly_quotes() -> None:
+    answer = '{"LOC": ["US"], "MISC": ["ChatGPT\'s", "“Guernica”"], "PER": ["Gorbachov"]}'
+    doc = make_nlp(answer)('We used ChatGPT. The US bought "Guernica" from Gorbachev.')
+    assert ents(doc) == [("ChatGPT", "MISC"), ("US", "LOC"), ('"Guernica"', "MISC"), ("Gorbachev", "PER")]
+    assert report(doc)["fuzzy"] == [
+        {"label": "PER", "text": "Gorbachov", "start_char": 47, "end_char": 56, "score": 88.9}
+    ]
+
+
+def test_unplaceable_strings_are_kept_on_the_doc_and_survive_docbin(tmp_path: Path) -> None:
+    doc = make_nlp('{"PER": ["Sam", "Sam Altman"], "ORG": ["OpenAI"]}')("Sam met Ann.")
+    assert ents(doc) == [("Sam", "PER")]
+    assert report(doc)["unplaced"] == [
+        {"label": "PER", "text": "Sam Altman", "reason": "not_found"},
+        {"label": "ORG", "text": "OpenAI", "reason": "not_found"},
+    ]
+    DocBin(docs=[doc], store_user_data=True).to_disk(tmp_path / "docs.spacy")
+    (loaded,) = DocBin().from_disk(tmp_path / "docs.spacy").get_docs(spacy.blank("en").vocab)
+    # msgpack gives tuples for lists: compare as JSON
+    assert json.dumps(loaded.user_data[USER_DATA_KEY]) == json.dumps(report(doc))
+
+
+def test_overlapping_candidates_longest_then_earliest() -> None:
+    doc = make_nlp('{"LOC": ["New York"], "ORG": ["New York Times"]}')("The New York Times is in New York.")
+    assert ents(doc) == [("New York Times", "ORG"), ("New York", "LOC")]
+    assert report(doc)["dropped"] == [
+        {"label": "LOC", "text": "New York", "start_char": 4, "end_char": 12, "reason": "overlap"}
+    ]
+
+
+def test_existing_entities_are_kept_by_default() -> None:
+    nlp = make_nlp('{"ORG": ["Acme Bank"], "PER": ["Ann"]}', before=[{"label": "ORG", "pattern": "Acme"}])
+    doc = nlp("Acme Bank hired Ann.")
+    assert ents(doc) == [("Acme", "ORG"), ("Ann", "PER")]
+    assert report(doc)["dropped"] == [
+        {"label": "ORG", "text": "Acme Bank", "start_char": 0, "end_char": 9, "reason": "existing_entity"}
+    ]
+
+
+def test_existing_entities_can_be_overwritten() -> None:
+    nlp = make_nlp(
+        '{"ORG": ["Acme Bank"]}', before=[{"label": "ORG", "pattern": "Acme"}, {"label": "PER", "pattern": "Ann"}],
+        existing_ents="overwrite",
+    )
+    assert ents(nlp("Acme Bank hired Ann.")) == [("Acme Bank", "ORG")]
+
+
+def test_bad_policy_is_rejected() -> None:
+    with pytest.raises(ValueError, match="existing_ents"):
+        make_nlp(existing_ents="merge")
+
+
+def test_failed_request_is_recorded_and_other_docs_keep_their_results() -> None:
+    ANSWERS["fail_on_bob"] = lambda p: FailedResponse("HTTP 503 after 5 retries") if "Bob" in prompt_text(p) else gazetteer_answer(p)
+    docs = list(make_nlp("fail_on_bob").pipe(["Sam is here.", "Bob is here.", "Ann is here."]))
+    assert [ents(d) for d in docs] == [[("Sam", "PER")], [], [("Ann", "PER")]]
+    assert report(docs[1])["errors"] == ["shard 0: request failed: HTTP 503 after 5 retries"]
+    assert report(docs[0])["errors"] == []
+
+
+def test_works_with_a_spacy_llm_builtin_model() -> None:
+    nlp = spacy.blank("en")
+    nlp.add_pipe("llm", config={"task": {"@llm_tasks": TASK, "labels": "PER"}, "model": {"@llm_models": "spacy.NoOp.v1"}})
+    doc = nlp("Sam is here.")
+    assert ents(doc) == [] and report(doc)["errors"] == ["shard 0: empty response"]
+
+
+def long_text(n_words: int) -> str:
+    # odd whitespace on purpose: doc.text must come back byte for byte
+    words = [f"word{i}" for i in range(n_words)]
+    return " ".join(words[:10]) + "  \n" + " ".join(words[10:])
+
+
+def shard_starts(nlp: Language, doc: Doc) -> List[int]:
+    task = nlp.get_pipe("llm").task
+    (( _prompts, shards),) = list(task.generate_prompts([doc], context_length=nlp.get_pipe("llm")._model.context_length))
+    starts, pos = [], 0
+    for shard in shards:
+        starts.append(pos)
+        pos += len(shard)
+    return starts
+
+
+def make_sharding_nlp(shard_overlap: int) -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "llm",
+        config={
+            "task": {"@llm_tasks": TASK, "labels": ["PER", "ORG", "LOC"], "shard_overlap": shard_overlap},
+            "model": {"@llm_models": "test.scripted.v1", "answer": "gazetteer", "context_length": 250},
+        },
+    )
+    return nlp
+
+
+@pytest.mark.parametrize("shard_overlap,found", [(16, True), (0, False)])
+def test_long_doc_is_sharded_without_changing_text_and_finds_entity_across_boundary(
+    shard_overlap: int, found: bool
+) -> None:
+    nlp = make_sharding_nlp(shard_overlap)
+    base = long_text(400).replace("word5 ", "Sam ")
+    # find where the shard mapper cuts (shards after the first start `shard_overlap` tokens
+    # before the cut), then put "Buenos Aires" across that cut
+    base_doc = nlp.make_doc(base)
+    cut = shard_starts(nlp, base_doc)[1] + shard_overlap
+    left, right = base_doc[cut - 1], base_doc[cut]
+    assert left.text.startswith("word") and right.text.startswith("word")
+    text = base[: left.idx] + "Buenos Aires" + base[right.idx + len(right) :]
+    assert shard_starts(nlp, nlp.make_doc(text))[1] + shard_overlap == cut  # the cut did not move
+    doc = nlp(text)
+    assert doc.text == text
+    assert report(doc)["n_shards"] > 1
+    assert len(nlp.get_pipe("llm")._model.prompts) == report(doc)["n_shards"]
+    expected = [("Sam", "PER"), ("Buenos Aires", "LOC")] if found else [("Sam", "PER")]
+    assert ents(doc) == expected
+
+
+def test_sharding_keeps_existing_entities_and_user_data() -> None:
+    nlp = make_sharding_nlp(16)
+    doc = nlp.make_doc(long_text(400).replace("word300", "Paris"))
+    doc.ents = [doc.char_span(0, 5, label="MISC")]
+    doc.user_data["mine"] = 1
+    doc = nlp(doc)
+    assert ents(doc) == [("word0", "MISC"), ("Paris", "LOC")]
+    assert doc.user_data["mine"] == 1
+
+
+def examples(nlp: Language) -> List[Example]:
+    data = [
+        ("Sam met Ann in Paris.", [(0, 3, "PER"), (8, 11, "PER"), (15, 20, "LOC")]),
+        ("Nothing to see.", []),
+        ("Acme hired Boris.", [(0, 4, "ORG"), (11, 16, "PER")]),
+        ("Boris left Acme.", [(0, 5, "PER"), (11, 15, "ORG")]),
+    ]
+    out = []
+    for text, spans in data:
+        doc = nlp.make_doc(text)
+        out.append(Example.from_dict(doc, {"entities": [(s, e, label) for s, e, label in spans]}))
+    return out
+
+
+def test_initialize_infers_labels_and_takes_prompt_examples_from_training_examples() -> None:
+    nlp = make_nlp(labels=[])
+    nlp.config["initialize"]["components"]["llm"] = {"n_prompt_examples": 2}
+    nlp.initialize(lambda: examples(nlp))
+    task: JsonNERTask = nlp.get_pipe("llm").task
+    assert task.labels == ("PER", "ORG", "LOC")
+    assert [eg.text for eg in task.prompt_examples] == ["Sam met Ann in Paris.", "Acme hired Boris."]
+    nlp("Ann is here.")
+    prompt = nlp.get_pipe("llm")._model.prompts[-1]
+    assert 'Sam met Ann in Paris.\n\'\'\'\nAnswer: {"PER": ["Sam", "Ann"], "ORG": [], "LOC": ["Paris"]}' in prompt
+
+
+def test_initialize_labels_setting_wins_and_no_labels_is_an_error() -> None:
+    nlp = make_nlp(labels=[])
+    nlp.config["initialize"]["components"]["llm"] = {"labels": ["ORG"]}
+    nlp.initialize(lambda: examples(nlp))
+    assert nlp.get_pipe("llm").labels == ("ORG",)
+    empty = make_nlp(labels=[])
+    with pytest.raises(ValueError, match="no labels"):
+        empty("Sam is here.")
+
+
+def test_examples_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    srsly.write_jsonl(path, [{"text": "Ann is in Paris.", "entities": {"PER": ["Ann"], "LOC": ["Paris"]}}])
+    nlp = make_nlp(examples={"@llm_misc": "spacy_ner_project.PromptExamples.v1", "path": str(path)})
+    assert [eg.text for eg in nlp.get_pipe("llm").task.prompt_examples] == ["Ann is in Paris."]
+    nlp("Sam is here.")
+    assert 'Answer: {"PER": ["Ann"], "ORG": [], "LOC": ["Paris"], "MISC": []}' in nlp.get_pipe("llm")._model.prompts[0]
+
+
+def test_saved_pipeline_reloads_with_same_labels_and_examples(tmp_path: Path) -> None:
+    nlp = make_nlp(labels=[])
+    nlp.config["initialize"]["components"]["llm"] = {"n_prompt_examples": -1}
+    nlp.initialize(lambda: examples(nlp))
+    nlp.get_pipe("llm").add_label("MISC", "miscellaneous names")
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    task, loaded_task = nlp.get_pipe("llm").task, loaded.get_pipe("llm").task
+    assert loaded_task.labels == task.labels == ("PER", "ORG", "LOC", "MISC")
+    assert loaded_task.label_definitions["MISC"] == "miscellaneous names"
+    assert [eg.model_dump() for eg in loaded_task.prompt_examples] == [eg.model_dump() for eg in task.prompt_examples]
+    assert len(loaded_task.prompt_examples) == 3
+    assert ents(loaded("Boris met Ann.")) == [("Boris", "PER"), ("Ann", "PER")]
+    restored = make_nlp(labels=[])
+    restored.get_pipe("llm").from_bytes(nlp.get_pipe("llm").to_bytes())
+    assert restored.get_pipe("llm").task.labels == task.labels
+
+
+def test_nlp_evaluate_scores_entities() -> None:
+    nlp = make_nlp()
+    scores = nlp.evaluate(examples(nlp))
+    assert scores["ents_f"] == 1.0
+    assert set(scores["ents_per_type"]) == {"PER", "ORG", "LOC"}
+    wrong = make_nlp('{"PER": ["Paris"]}')
+    assert wrong.evaluate(examples(wrong))["ents_f"] < 0.5
+
+
+def test_assembled_config_builds_the_pipeline(tmp_path: Path) -> None:
+    config_path = Path(__file__).resolve().parents[1] / "configs" / "llm_ner.cfg"
+    config = spacy.util.load_config(
+        config_path,
+        overrides={"paths.llm_cache": str(tmp_path / "cache.sqlite"), "llm.model": "test-model"},
+        interpolate=False,
+    )
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    nlp.initialize()
+    llm = nlp.get_pipe("llm")
+    assert isinstance(llm.task, JsonNERTask) and llm.labels == ("PER", "ORG", "LOC", "MISC")
+    assert llm._model.model == "test-model" and llm._model.base_url == "http://localhost:11434/v1"
