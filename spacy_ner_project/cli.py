@@ -23,9 +23,10 @@ def _root() -> None:
 
 
 # Commands are registered by their modules, one line each.
-from spacy_ner_project import conll, train  # noqa: E402
+from spacy_ner_project import conll, evaluate, train  # noqa: E402
 
 app.command("convert")(conll.convert_cli)
+app.command("evaluate")(evaluate.evaluate_cli)
 app.command("train")(train.train_cli)
 
 
