@@ -70,18 +70,28 @@ def _key(label: str) -> str:
     return "".join(label.split()).replace("-", "_").upper()
 
 
+class LabelNormalizer:
+    """Maps labels written by the LLM to task labels (see ``normalize_label``); build once, call often."""
+
+    def __init__(self, *, labels: Sequence[str], label_map: Mapping[str, str]) -> None:
+        self._by_key = {_key(label): label for label in labels}
+        self._mapped = {_key(k): _key(v) for k, v in label_map.items()}
+
+    def __call__(self, raw: str) -> Optional[str]:
+        key = _key(raw)
+        mapped = self._mapped.get(key)
+        if mapped is not None and mapped in self._by_key:
+            return self._by_key[mapped]
+        return self._by_key.get(key)
+
+
 def normalize_label(raw: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> Optional[str]:
     """The task label for a label written by the LLM, or None if it has none.
 
     The label map is looked up ignoring case and whitespace; its target, or the raw label
     itself, must then equal one of ``labels`` ignoring case.
     """
-    by_key = {_key(label): label for label in labels}
-    key = _key(raw)
-    mapped = {_key(k): v for k, v in label_map.items()}.get(key)
-    if mapped is not None and _key(mapped) in by_key:
-        return by_key[_key(mapped)]
-    return by_key.get(key)
+    return LabelNormalizer(labels=labels, label_map=label_map)(raw)
 
 
 def _entity_object(value: Any) -> Optional[Tuple[str, Any]]:
@@ -193,8 +203,9 @@ def parse_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str
         snippet = " ".join(response.split())[:120]
         return ParsedAnswer(error=f"no JSON entity answer in the response: {snippet!r}")
     parsed = ParsedAnswer()
+    to_task_label = LabelNormalizer(labels=labels, label_map=label_map)
     for raw_label, raw_value in answer:
-        label = normalize_label(raw_label, labels=labels, label_map=label_map)
+        label = to_task_label(raw_label)
         for string in _strings(raw_value):
             if label is None:
                 parsed.unknown.append((raw_label, string))
