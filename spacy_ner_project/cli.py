@@ -23,11 +23,12 @@ def _root() -> None:
 
 
 # Commands are registered by their modules, one line each.
-from spacy_ner_project import conll, evaluate, train  # noqa: E402
+from spacy_ner_project import conll, evaluate, llm_evaluate, train  # noqa: E402
 
 app.command("convert")(conll.convert_cli)
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("train")(train.train_cli)
+app.command("llm-evaluate")(llm_evaluate.llm_evaluate_cli)
 
 
 def main() -> None:

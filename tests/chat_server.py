@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 Responder = Callable[[str], str]
 
 
-class NoAnswer(KeyError):
+class NoAnswer(LookupError):
     """Raised by a responder that has nothing for a prompt; the server answers 404."""
 
 
@@ -91,6 +91,12 @@ def chat_completion(content: str, *, model: str, index: int) -> dict:
 
 def fixed_responder(content: str) -> Responder:
     return lambda prompt: content
+
+
+def last_quoted_block(prompt: str, quote: str = "'''") -> str:
+    """The text between the last pair of ``quote`` marks (where json_ner.v1 puts the doc)."""
+    parts = prompt.rsplit(quote, 2)
+    return parts[-2] if len(parts) == 3 else prompt
 
 
 def dictionary_responder(
@@ -216,6 +222,7 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # keep-alive replies: no 40 ms Nagle/delayed-ACK stall
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
