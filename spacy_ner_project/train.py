@@ -44,6 +44,7 @@ def training_overrides(
 
 
 def train_cli(
+    ctx: typer.Context,
     config_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training config (configs/*.cfg)"),
     output_path: Path = typer.Argument(..., help="Output folder (model-best, model-last)"),
     train: Path = typer.Option(..., "--train", exists=True, help="Training DocBin"),
@@ -55,10 +56,15 @@ def train_cli(
     eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
 ) -> None:
-    """Train a NER pipeline from a config (spacy train with the project's switches)."""
+    """Train a NER pipeline from a config (spacy train with the project's switches).
+
+    Any further spaCy config override is passed on, e.g. --training.dropout 0.2.
+    """
+    from spacy.cli._util import parse_config_overrides
     from spacy.cli.train import train as spacy_train
 
     overrides = training_overrides(
         config_path, train=train, dev=dev, backbone=backbone, max_steps=max_steps, eval_frequency=eval_frequency
     )
+    overrides.update(parse_config_overrides(ctx.args))
     spacy_train(config_path, output_path, use_gpu=gpu_id, overrides=overrides)
