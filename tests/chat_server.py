@@ -277,9 +277,16 @@ class ChatServer:
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout) before we answered
         finally:
+            self._finish(record)
+
+    def _finish(self, record: RecordedRequest) -> None:
+        """Count the request as done (once): before the answer is written, so a client that
+        sends its next request as soon as it has an answer never looks concurrent."""
+        with self._lock:
+            if record.ended:
+                return
             record.ended = time.monotonic()
-            with self._lock:
-                self.in_flight -= 1
+            self.in_flight -= 1
 
     def _respond(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, fault: Optional[Fault]) -> None:
         if record.method != "POST" or not record.path.endswith("/chat/completions"):
@@ -305,8 +312,8 @@ class ChatServer:
         answer = chat_completion(content, model=str(record.body.get("model", "")), index=len(self.requests))
         return self._send(handler, record, 200, json.dumps(answer))
 
-    @staticmethod
     def _send(
+        self,
         handler: BaseHTTPRequestHandler,
         record: RecordedRequest,
         status: int,
@@ -320,5 +327,6 @@ class ChatServer:
         handler.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             handler.send_header(name, value)
+        self._finish(record)
         handler.end_headers()
         handler.wfile.write(data)
