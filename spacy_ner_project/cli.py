@@ -23,12 +23,13 @@ def _root() -> None:
 
 
 # Commands are registered by their modules, one line each.
-from spacy_ner_project import conll, evaluate, llm_evaluate, train  # noqa: E402
+from spacy_ner_project import conll, evaluate, llm_evaluate, train, visualize  # noqa: E402
 
 app.command("convert")(conll.convert_cli)
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train.train_cli)
 app.command("llm-evaluate")(llm_evaluate.llm_evaluate_cli)
+app.command("visualize")(visualize.visualize_cli)
 
 
 def main() -> None:

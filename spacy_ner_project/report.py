@@ -286,11 +286,16 @@ def render_html(evaluation: Evaluation, *, displacy_limit: int = 10) -> str:
         "<h2>Sample of predictions</h2>",
         html_doc_grids(evaluation, range(min(displacy_limit, len(evaluation.gold))), colors),
     ]
+    return html_page("NER evaluation report", "".join(body))
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page (inline CSS, no scripts, no external resources)."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>NER evaluation report</title><style>{CSS}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
     )
 
 

@@ -1,0 +1,43 @@
+"""``python -m spacy_ner_project visualize``: displaCy renderings of predictions beside gold."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import spacy
+import typer
+from wasabi import msg
+
+from spacy_ner_project.conll import write_atomic
+from spacy_ner_project.evaluate import Evaluation, PipelineResult, predict, read_gold
+from spacy_ner_project.report import html_doc_grids, html_page, label_colors
+
+
+def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:
+    """Render the first ``limit`` documents of ``data``: gold beside the pipeline's entities."""
+    gold = read_gold(data, n_docs=limit)
+    predictions, _ = predict(spacy.load(model), gold, batch_size=batch_size)
+    name = Path(model).name or str(model)
+    evaluation = Evaluation(data=str(data), gold=gold, results=[PipelineResult(name, str(model), {}, predictions, {})])
+    body = (
+        f"<h1>Predictions of {html.escape(str(model))}</h1>"
+        f'<p class="muted">First {len(gold)} documents of <code>{html.escape(str(data))}</code>, gold on the left.</p>'
+        + html_doc_grids(evaluation, range(len(gold)), label_colors(evaluation))
+    )
+    write_atomic(html_page(f"Predictions of {name}", body).encode("utf-8"), output)
+    return output
+
+
+def visualize_cli(
+    model: str = typer.Argument(..., help="Pipeline directory or package name"),
+    data: Path = typer.Argument(..., help="Gold .spacy file"),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write"),
+    limit: int = typer.Option(20, "--limit", help="Number of documents to render"),
+) -> None:
+    """Render predictions beside gold with displaCy into one self-contained HTML page."""
+    try:
+        visualize(model, data, output, limit=limit)
+    except (ValueError, FileNotFoundError, OSError) as error:
+        msg.fail(str(error), exits=1)
+    msg.good(f"Wrote {output}")
