@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "train_wall_minutes": round(train_seconds / 60, 1),
         "best_step_dev_f": round(100 * meta["performance"]["ents_f"], 2),
         "dev": score(nlp, corpus["dev"]),
-        "test": score(nlp, corpus["test"]),
+        # experiments (issue 5) are selected on dev only; test is scored for final choices
+        "test": None if args.dev_only else score(nlp, corpus["test"]),
         "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "note": args.note,
@@ -131,13 +132,16 @@ def render(results: List[Dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        test = r["test"] or {"f": "–", "p": "–", "r": "–"}
+        speed = f"{r['test']['words_per_second']:,}" if r["test"] else f"{r['dev']['words_per_second']:,} (dev)"
         lines.append(
-            f"| {r['name']} | `{r['config']}` | {r['train_wall_minutes']} min | {r['dev']['f']} | {r['test']['f']} "
-            f"| {r['test']['p']} | {r['test']['r']} | {r['test']['words_per_second']:,} |"
+            f"| {r['name']} | `{r['config']}` | {r['train_wall_minutes']} min | {r['dev']['f']} | {test['f']} "
+            f"| {test['p']} | {test['r']} | {speed} |"
         )
     lines += ["", "Per type (F1, dev / test):", "", "| run | " + " | ".join(LABELS) + " |", "|---" * (len(LABELS) + 1) + "|"]
     for r in results:
-        cells = [f"{r['dev']['per_type'][label].get('f', 0)} / {r['test']['per_type'][label].get('f', 0)}" for label in LABELS]
+        test_types = r["test"]["per_type"] if r["test"] else {}
+        cells = [f"{r['dev']['per_type'][label].get('f', 0)} / {test_types.get(label, {}).get('f', '–')}" for label in LABELS]
         lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     lines += ["", "Reference points (not run here): the seed notebook's DistilBERT (GPU) reached test F1 88.7;",
               "spaCy's roberta-base config 91.6.", "", "## Runs", ""]
@@ -160,6 +164,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--eval-frequency", type=int, default=0)
     parser.add_argument("--note", default="")
+    parser.add_argument("--dev-only", action="store_true", help="an experiment: do not score test")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="extra arguments for the train command")
     args = parser.parse_args()
     result = run(args)
