@@ -1,0 +1,149 @@
+"""Opt-in dynamic int8 quantisation of spacy-transformers backbones for CPU inference.
+
+Turn it on when loading a trained pipeline (no file changes)::
+
+    nlp = spacy.load(
+        "training/model-best",
+        config={"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}},
+    )
+
+or in a pipeline's ``config.cfg``::
+
+    [nlp.after_pipeline_creation]
+    @misc = "spacy_ner_project.quantize_transformer.v1"
+
+or on a pipeline already in memory: ``quantize_pipeline(nlp)``.
+
+The callback runs when the pipeline is created, before its weights are read; it quantises
+each ``transformer`` component right after that component's weights are loaded
+(``from_disk``/``from_bytes``), or at once if it already has weights. Every
+``torch.nn.Linear`` of the backbone becomes ``torch.ao.nn.quantized.dynamic.Linear``
+(int8 weights, activations quantised per batch); embeddings and layer norms stay float32.
+Saving a quantised pipeline writes the float32 weights, so it can be reloaded with or
+without quantisation. Quantisation is for inference only: ``spacy train`` with the
+callback in its config trains and evaluates in float32 (nothing is loaded from disk), and
+``nlp.update`` on a quantised backbone fails. Speed and F1 effect on CoNLL-2003:
+``benchmarks/inference_speed.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from spacy.language import Language
+from spacy_transformers import Transformer
+from thinc.api import Model
+
+
+def quantize_transformer_model(model: Model) -> bool:
+    """Quantise the ``nn.Linear`` layers of a spacy-transformers ``TransformerModel``.
+
+    Prediction uses a quantised copy; the float32 module is kept for serialisation, so
+    ``to_bytes``/``to_disk`` still write float32 weights that a plain ``spacy.load``
+    reads. Returns False (and does nothing) when the model is already quantised; raises
+    ValueError when it holds no transformer weights yet.
+    """
+    if not model.attrs.get("has_transformer"):
+        raise ValueError(
+            "The transformer has no weights yet: load a trained pipeline (spacy.load) or "
+            "call nlp.initialize() before quantising it."
+        )
+    shim = model.layers[0].shims[0]
+    float_module: torch.nn.Module = shim._model
+    if _is_quantized(float_module):
+        return False
+    quantized = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(float_module), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    quantized.eval()
+    shim._model = quantized
+    shim.to_bytes = _float_serializer(shim, float_module, quantized)
+    return True
+
+
+def _is_quantized(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in module.modules())
+
+
+def _float_serializer(
+    shim: Any, float_module: torch.nn.Module, quantized: torch.nn.Module
+) -> Callable[[], bytes]:
+    """``shim.to_bytes`` writing ``float_module`` while ``quantized`` is the one predicting."""
+    serialize = type(shim).to_bytes
+
+    def to_bytes() -> bytes:
+        if shim._model is not quantized:  # weights were read again since: write those
+            return serialize(shim)
+        shim._model = float_module
+        try:
+            return serialize(shim)
+        finally:
+            shim._model = quantized
+
+    return to_bytes
+
+
+def transformer_components(nlp: Language) -> list[Transformer]:
+    """The spacy-transformers ``transformer`` components of ``nlp`` (disabled ones too)."""
+    found = [proc for _, proc in nlp.components if isinstance(proc, Transformer)]
+    if not found:
+        raise ValueError(
+            f"int8 quantisation needs a spacy-transformers 'transformer' component; the "
+            f"pipeline has {nlp.component_names}."
+        )
+    return found
+
+
+def quantize_pipeline(nlp: Language) -> Language:
+    """Quantise every transformer component of an in-memory pipeline now."""
+    for component in transformer_components(nlp):
+        quantize_transformer_model(component.model)
+    return nlp
+
+
+def _quantize_after_loading(component: Transformer) -> None:
+    """Make ``component`` quantise its backbone right after its weights are read."""
+    read_disk, read_bytes = component.from_disk, component.from_bytes
+
+    def from_disk(path: str | Path, *, exclude: Iterable[str] = ()) -> Transformer:
+        read_disk(path, exclude=exclude)
+        quantize_transformer_model(component.model)
+        return component
+
+    def from_bytes(bytes_data: bytes, *, exclude: Iterable[str] = ()) -> Transformer:
+        read_bytes(bytes_data, exclude=exclude)
+        quantize_transformer_model(component.model)
+        return component
+
+    component.from_disk = from_disk  # type: ignore[method-assign]
+    component.from_bytes = from_bytes  # type: ignore[method-assign]
+
+
+def quantize_transformer_v1() -> Callable[[Language], Language]:
+    """``[nlp.after_pipeline_creation]`` callback: int8 backbones once weights are loaded."""
+
+    def after_pipeline_creation(nlp: Language) -> Language:
+        for component in transformer_components(nlp):
+            if component.model.attrs.get("has_transformer"):
+                quantize_transformer_model(component.model)
+            else:
+                _quantize_after_loading(component)
+        return nlp
+
+    return after_pipeline_creation
+
+
+def linear_layer_counts(nlp: Language) -> dict[str, int]:
+    """Float and int8 linear layers of the backbones ``nlp`` predicts with."""
+    counts = {"float": 0, "int8": 0}
+    for component in transformer_components(nlp):
+        module = component.model.layers[0].shims[0]._model
+        counts["float"] += sum(type(m) is torch.nn.Linear for m in module.modules())
+        counts["int8"] += sum(
+            isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in module.modules()
+        )
+    return counts

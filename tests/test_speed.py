@@ -1,0 +1,136 @@
+"""Opt-in int8 quantisation of the transformer backbone (components/speed.py).
+
+A tiny pipeline (embedded MiniLM + NER listening to it; only the NER is trained) is
+overfitted on three invented sentences, so its predictions have wide margins; quantisation must replace every linear
+layer of the backbone and keep those predictions.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.language import Language
+from spacy.training import Example
+from spacy_ner_project.components.speed import (
+    linear_layer_counts,
+    quantize_pipeline,
+    quantize_transformer_model,
+)
+
+QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
+TRAIN = [
+    ("Ada Lovelace visited Paris in May .", [(0, 12, "PER"), (21, 26, "LOC")]),
+    ("Grace Hopper joined Remington Rand .", [(0, 12, "PER"), (20, 34, "ORG")]),
+    ("Alan Turing left Manchester for Bletchley .", [(0, 11, "PER"), (17, 27, "LOC"), (32, 41, "LOC")]),
+]
+TEXTS = [text for text, _ in TRAIN]
+
+
+def tiny_pipeline() -> Language:
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={
+            "model": {
+                "@architectures": "spacy_ner_project.TransformerModel.v1",
+                "name": "embedded",
+                "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
+            }
+        },
+    )
+    nlp.add_pipe(
+        "ner",
+        config={
+            "model": {
+                "@architectures": "spacy.TransitionBasedParser.v2",
+                "state_type": "ner",
+                "hidden_width": 32,
+                "maxout_pieces": 2,
+                "use_upper": False,
+                "tok2vec": {
+                    "@architectures": "spacy-transformers.TransformerListener.v1",
+                    "grad_factor": 1.0,
+                    "pooling": {"@layers": "reduce_mean.v1"},
+                },
+            }
+        },
+    )
+    return nlp
+
+
+def entities(nlp: Language) -> list[list[tuple[str, str]]]:
+    return [[(ent.text, ent.label_) for ent in doc.ents] for doc in nlp.pipe(TEXTS)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[tuple[str, str]]]]:
+    """A saved overfitted tiny pipeline and its float32 predictions on TEXTS."""
+    spacy.util.fix_random_seed(0)
+    nlp = tiny_pipeline()
+    examples = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN]
+    optimizer = nlp.initialize(lambda: examples)
+    for example in examples:  # frozen backbone: the NER listener reads doc._.trf_data
+        nlp.get_pipe("transformer")(example.predicted)
+    gold = [[(text[start:end], label) for start, end, label in ents] for text, ents in TRAIN]
+    fitted_at = None
+    for step in range(150):
+        nlp.get_pipe("ner").update(examples, sgd=optimizer, drop=0.0)
+        if fitted_at is None and entities(nlp) == gold:
+            fitted_at = step
+        if fitted_at is not None and step >= fitted_at + 50:  # widen the margins
+            break
+    predictions = entities(nlp)
+    assert predictions == gold, "the tiny NER should fit its three training sentences"
+    path = tmp_path_factory.mktemp("speed") / "tiny"
+    nlp.to_disk(path)
+    return path, predictions
+
+
+def test_quantize_pipeline_replaces_every_linear_layer_and_keeps_predictions(trained) -> None:
+    path, predictions = trained
+    nlp = spacy.load(path)
+    before = linear_layer_counts(nlp)
+    assert before["float"] > 0 and before["int8"] == 0
+    quantize_pipeline(nlp)
+    assert linear_layer_counts(nlp) == {"float": 0, "int8": before["float"]}
+    assert entities(nlp) == predictions
+    assert quantize_transformer_model(nlp.get_pipe("transformer").model) is False  # already done
+
+
+def test_load_time_callback_quantizes_and_saving_keeps_float_weights(trained, tmp_path: Path) -> None:
+    path, predictions = trained
+    nlp = spacy.load(path, config=QUANTIZE)
+    float_count = linear_layer_counts(spacy.load(path))["float"]
+    assert linear_layer_counts(nlp) == {"float": 0, "int8": float_count}
+    assert entities(nlp) == predictions
+
+    nlp.to_disk(tmp_path / "saved")
+    reloaded = spacy.load(tmp_path / "saved")  # the callback is in the saved config
+    assert linear_layer_counts(reloaded) == {"float": 0, "int8": float_count}
+    plain = spacy.load(tmp_path / "saved", config={"nlp": {"after_pipeline_creation": None}})
+    assert linear_layer_counts(plain) == {"float": float_count, "int8": 0}
+    assert entities(plain) == predictions  # float32 weights were written, not int8 ones
+
+    from_bytes = spacy.load(path, config=QUANTIZE).from_bytes(spacy.load(path).to_bytes())
+    assert linear_layer_counts(from_bytes)["int8"] == float_count
+
+
+def test_quantizing_needs_weights_and_a_transformer() -> None:
+    with pytest.raises(ValueError, match="no weights yet"):
+        quantize_pipeline(tiny_pipeline())
+    with pytest.raises(ValueError, match="needs a spacy-transformers 'transformer' component"):
+        quantize_pipeline(spacy.blank("en"))
+
+
+def test_quantized_backbone_is_a_copy(trained) -> None:
+    path, _ = trained
+    nlp = spacy.load(path)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    float_module = shim._model
+    state = copy.deepcopy(float_module.state_dict())
+    quantize_pipeline(nlp)
+    assert shim._model is not float_module
+    assert all((state[k] == v).all() for k, v in float_module.state_dict().items())
