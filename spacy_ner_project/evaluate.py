@@ -261,5 +261,8 @@ def evaluate_cli(
         )
     except (ValueError, FileNotFoundError, OSError) as error:
         msg.fail(str(error), exits=1)
+    from spacy_ner_project.report import md_scheme_table
+
     msg.table(summary_rows(evaluation), header=SUMMARY_HEADER, divider=True)
+    print(md_scheme_table(evaluation, "spacy"))
     msg.good(f"Report written to {output} (metrics.json, report.md, report.html)")

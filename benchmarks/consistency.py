@@ -1,0 +1,78 @@
+"""Does document-level consistency help? Dev F1 of a trained pipeline with and without it.
+
+    python benchmarks/consistency.py training/benchmarks/trf_minilm_cased_doc/model-best
+
+Predicts CoNLL-2003 dev once, then applies ``doc_consistency`` variants to copies of the
+predictions and scores each with spaCy's scorer. Dev only: this is model selection.
+Writes ``benchmarks/consistency.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import spacy
+from spacy.scorer import get_ner_prf
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from spacy_ner_project.components.consistency import harmonize
+from spacy_ner_project.conll import convert
+from spacy_ner_project.evaluate import read_gold
+
+HERE = Path(__file__).resolve().parent
+VARIANTS: Dict[str, Dict[str, Any]] = {
+    "none": {},
+    "relabel": {"relabel": True, "propagate": False},
+    "propagate (min_count 2)": {"relabel": False, "propagate": True, "min_count": 2},
+    "relabel + propagate (min_count 2)": {"relabel": True, "propagate": True, "min_count": 2},
+    "relabel + propagate (min_count 1)": {"relabel": True, "propagate": True, "min_count": 1},
+}
+
+
+def scores(predicted: List[Doc], gold: List[Doc]) -> Dict[str, Any]:
+    prf = get_ner_prf([Example(p, g) for p, g in zip(predicted, gold)])
+    return {"f": round(100 * prf["ents_f"], 2), "p": round(100 * prf["ents_p"], 2), "r": round(100 * prf["ents_r"], 2),
+            "per_type": {k: round(100 * v["f"], 2) for k, v in sorted(prf["ents_per_type"].items())}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pipeline", type=Path)
+    parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "conll2003")
+    parser.add_argument("--work-dir", type=Path, default=HERE.parent / "training" / "benchmarks")
+    args = parser.parse_args()
+    dev_path = args.work_dir / "corpus" / "dev.spacy"
+    if not dev_path.exists():
+        convert(args.data_dir / "dev.txt", dev_path)
+    nlp = spacy.load(args.pipeline)
+    gold = read_gold(dev_path)
+    predicted = list(nlp.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
+    results = {}
+    for name, options in VARIANTS.items():
+        docs = [Doc(d.vocab).from_bytes(d.to_bytes()) for d in predicted]
+        if options:
+            docs = [harmonize(d, **options) for d in docs]
+        results[name] = scores(docs, gold)
+    (HERE / "consistency.json").write_text(json.dumps({"pipeline": str(args.pipeline), "dev": results}, indent=2) + "\n")
+    labels = list(next(iter(results.values()))["per_type"])
+    lines = [
+        "# Document-level consistency on CoNLL-2003 dev",
+        "",
+        f"Pipeline `{args.pipeline}`; predictions made once, then post-processed by `doc_consistency`",
+        "(`components/consistency.py`) with each setting; spaCy's scorer, dev only. Written by `benchmarks/consistency.py`.",
+        "",
+        "| variant | F1 | P | R | " + " | ".join(labels) + " |",
+        "|---" * (4 + len(labels)) + "|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['f']} | {r['p']} | {r['r']} | " + " | ".join(str(r["per_type"][k]) for k in labels) + " |")
+    (HERE / "consistency.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
