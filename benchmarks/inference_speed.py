@@ -18,11 +18,11 @@ Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens). Each s
 warmed up once on a small slice, then timed ``--repeats`` times; the median is reported.
 Writes ``<output>.json`` and ``<output>.md``. Usage::
 
-    python benchmarks/inference_speed.py --pipeline /work/runs/trf1/model-best \\
-        [--text /work/shared/conll2003/test.txt] [--f1-data /work/shared/conll2003/dev.txt] \\
+    python benchmarks/inference_speed.py --pipeline training/benchmarks/trf_minilm_cased_doc/model-best \\
+        [--text ../shared/conll2003/test.txt] [--f1-data ../shared/conll2003/dev.txt] \\
         [--max-words 8000] [--repeats 3] [--threads 2]
 
-``--pipeline`` may be omitted: the trained run under ``/work/runs/trf*/model-best`` with
+``--pipeline`` may be omitted: the trained run under ``training/benchmarks/*/model-best`` with
 the highest dev ``ents_f`` in its meta.json is used.
 """
 
@@ -55,7 +55,7 @@ from spacy_ner_project.backbone import embedded_backbone_path
 from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
 
 ROOT = Path(__file__).resolve().parents[1]
-CONLL = Path("/work/shared/conll2003")
+CONLL = ROOT.parent / "shared" / "conll2003"
 QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
 GOAL_RATIO = 2.0
 GOAL_WPS = 5000.0
@@ -190,8 +190,8 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline", type=Path, help="trained pipeline (default: best /work/runs/trf*/model-best)")
-    parser.add_argument("--runs", type=Path, default=Path("/work/runs"))
+    parser.add_argument("--pipeline", type=Path, help="trained pipeline (default: best transformer run under --runs)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "training" / "benchmarks")
     parser.add_argument("--text", type=Path, default=CONLL / "test.txt", help="CoNLL file whose text is timed")
     parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt", help="CoNLL file for the int8 F1 change")
     parser.add_argument("--skip-f1", action="store_true", help="no F1 (for an untrained development pipeline)")
