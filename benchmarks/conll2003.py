@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return {
         "name": args.name,
         "config": str(Path(args.config).relative_to(ROOT)) if Path(args.config).is_absolute() else str(args.config),
-        "command": " ".join(["python", "-m", "spacy_ner_project", *cmd[3:]]),
+        "command": " ".join(["python", "-m", "spacy_ner_project", *cmd[3:]]).replace(f"{ROOT}/", ""),
         "train_wall_minutes": round(train_seconds / 60, 1),
         "best_step_dev_f": round(100 * meta["performance"]["ents_f"], 2),
         "dev": score(nlp, corpus["dev"]),
@@ -157,8 +157,9 @@ def render(results: List[Dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--name")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json, run nothing")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "conll2003")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "training" / "benchmarks")
     parser.add_argument("--max-steps", type=int, default=0)
@@ -167,13 +168,16 @@ def main() -> None:
     parser.add_argument("--dev-only", action="store_true", help="an experiment: do not score test")
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="extra arguments for the train command")
     args = parser.parse_args()
-    result = run(args)
     results_path = HERE / "conll2003.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
-    results = [r for r in results if r["name"] != result["name"]] + [result]
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.render_only:
+        if not (args.config and args.name):
+            parser.error("--config and --name are required (or --render-only)")
+        result = run(args)
+        results = [r for r in results if r["name"] != result["name"]] + [result]
+        results_path.write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "conll2003.md").write_text(render(results))
-    print(render([result]))
+    print(render(results))
 
 
 if __name__ == "__main__":
