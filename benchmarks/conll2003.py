@@ -166,8 +166,8 @@ def main() -> None:
     parser.add_argument("--eval-frequency", type=int, default=0)
     parser.add_argument("--note", default="")
     parser.add_argument("--dev-only", action="store_true", help="an experiment: do not score test")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="extra arguments for the train command")
-    args = parser.parse_args()
+    # anything else (e.g. --training.dropout 0.2) is passed on to the train command
+    args, args.overrides = parser.parse_known_args()
     results_path = HERE / "conll2003.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     if not args.render_only:
