@@ -82,8 +82,12 @@ def _decode_lines(path: Path) -> List[str]:
         raise ConllFormatError(path, None, "the file is empty; expected CoNLL lines 'TOKEN ... TAG'")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    raw_lines = data.splitlines()
-    for number, raw in enumerate(raw_lines, start=1):
+    try:
+        # split like bytes.splitlines (\n, \r\n, \r only), not on Unicode line separators
+        return re.split(r"\r\n|\r|\n", data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    for number, raw in enumerate(data.splitlines(), start=1):  # find the line to report
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -93,7 +97,7 @@ def _decode_lines(path: Path) -> List[str]:
                 f"bytes that are not UTF-8 at column {err.start + 1} ({raw[err.start:err.start + 4]!r}); "
                 "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
             ) from None
-    return [raw.decode("utf-8") for raw in raw_lines]
+    raise AssertionError("unreachable: the whole file failed to decode but no line did")  # pragma: no cover
 
 
 def _parse_tag(path: Path, number: int, tag: str, labels: Optional[Sequence[str]]) -> Tuple[str, str]:
