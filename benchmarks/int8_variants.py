@@ -1,0 +1,80 @@
+"""Which int8 scheme loses least? Dev F1 and words/s of quantisation variants of the backbone.
+
+    python benchmarks/int8_variants.py training/benchmarks/trf_minilm_cased_doc/model-best
+
+All CoNLL-2003 dev documents (spaCy's scorer), torch with 2 threads, in one run. Variants:
+float32; dynamic int8 of every Linear with per-tensor scales; the same with per-channel scales
+(the scheme `spacy_ner_project.quantize_transformer.v1` uses); int8 of the feed-forward
+layers only; every Linear but the last transformer layer. Writes benchmarks/int8_variants.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import spacy
+import torch
+from spacy.scorer import get_ner_prf
+from spacy.training import Example
+from torch.ao.quantization import per_channel_dynamic_qconfig
+
+from spacy_ner_project.conll import convert
+from spacy_ner_project.evaluate import read_gold
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pipeline", type=Path)
+    parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "conll2003")
+    parser.add_argument("--work-dir", type=Path, default=HERE.parent / "training" / "benchmarks")
+    args = parser.parse_args()
+    dev_path = args.work_dir / "corpus" / "dev.spacy"
+    if not dev_path.exists():
+        convert(args.data_dir / "dev.txt", dev_path)
+    torch.set_num_threads(2)
+    nlp = spacy.load(args.pipeline)
+    gold = read_gold(dev_path)
+    words = sum(len(d) for d in gold)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    float_module = shim._model
+    linear = [n for n, m in float_module.named_modules() if isinstance(m, torch.nn.Linear)]
+    variants: List[tuple[str, Optional[Any]]] = [
+        ("float32", None),
+        ("int8, every Linear, per-tensor scales", {torch.nn.Linear}),
+        ("int8, every Linear, per-channel scales (default)", {torch.nn.Linear: per_channel_dynamic_qconfig}),
+        ("int8, feed-forward Linear only, per-tensor", {n for n in linear if "intermediate" in n or (n.endswith("output.dense") and "attention" not in n)}),
+        ("int8, all but the last layer, per-tensor", {n for n in linear if ".layer.5." not in n}),
+    ]
+    rows = []
+    for name, spec in variants:
+        shim._model = float_module if spec is None else torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(float_module), spec, dtype=torch.qint8).eval()
+        start = time.perf_counter()
+        predicted = list(nlp.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
+        seconds = time.perf_counter() - start
+        f1 = 100 * get_ner_prf([Example(p, g) for p, g in zip(predicted, gold)])["ents_f"]
+        rows.append((name, f1, words / seconds))
+        print(f"{name}: F1 {f1:.2f}, {words / seconds:.0f} words/s", flush=True)
+    base = rows[0][1]
+    lines = [
+        "# int8 variants on CoNLL-2003 dev",
+        "",
+        f"Pipeline `{args.pipeline}`; all {len(gold)} dev documents ({words} words), whole documents,",
+        f"`nlp.pipe(batch_size=32)`, torch {torch.__version__} with 2 threads, {os.cpu_count()} cores, load average",
+        f"at the end {[round(x, 2) for x in os.getloadavg()]}. Written by `benchmarks/int8_variants.py`.",
+        "",
+        "| variant | dev F1 | change | words/s |",
+        "|---|---|---|---|",
+    ] + [f"| {n} | {f:.2f} | {f - base:+.2f} | {s:,.0f} |" for n, f, s in rows]
+    (HERE / "int8_variants.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
