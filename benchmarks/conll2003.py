@@ -26,6 +26,8 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
+from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 LABELS = ("PER", "ORG", "LOC", "MISC")
@@ -48,18 +50,6 @@ def machine() -> Dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
-
-
-def convert_splits(data_dir: Path, corpus_dir: Path) -> Dict[str, Path]:
-    from spacy_ner_project.conll import convert
-
-    paths = {}
-    for split, name in (("train", "train.txt"), ("dev", "dev.txt"), ("test", "test.txt")):
-        out = corpus_dir / f"{split}.spacy"
-        if not out.exists():
-            convert(data_dir / name, out)
-        paths[split] = out
-    return paths
 
 
 def score(nlp, path: Path) -> Dict[str, Any]:
@@ -88,7 +78,7 @@ def score(nlp, path: Path) -> Dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    corpus = convert_splits(args.data_dir, args.work_dir / "corpus")
+    corpus = convert_splits(args.data_dir, args.work_dir)
     output = args.work_dir / args.name
     cmd = [
         sys.executable, "-m", "spacy_ner_project", "train", str(args.config), str(output),
@@ -160,8 +150,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--name")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json, run nothing")
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "conll2003")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "training" / "benchmarks")
+    add_data_args(parser)
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--eval-frequency", type=int, default=0)
     parser.add_argument("--note", default="")

@@ -20,8 +20,9 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from spacy_ner_project.components.consistency import harmonize
-from spacy_ner_project.conll import convert
 from spacy_ner_project.evaluate import read_gold
+
+from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: Dict[str, Dict[str, Any]] = {
@@ -42,12 +43,9 @@ def scores(predicted: List[Doc], gold: List[Doc]) -> Dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pipeline", type=Path)
-    parser.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "conll2003")
-    parser.add_argument("--work-dir", type=Path, default=HERE.parent / "training" / "benchmarks")
+    add_data_args(parser)
     args = parser.parse_args()
-    dev_path = args.work_dir / "corpus" / "dev.spacy"
-    if not dev_path.exists():
-        convert(args.data_dir / "dev.txt", dev_path)
+    dev_path = convert_splits(args.data_dir, args.work_dir)["dev"]
     nlp = spacy.load(args.pipeline)
     gold = read_gold(dev_path)
     predicted = list(nlp.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))

@@ -39,7 +39,6 @@ class ConllFormatError(ValueError):
 class Sentence:
     words: List[str]
     tags: List[str]  # IOB2 after reading
-    first_line: int
 
 
 @dataclass
@@ -256,7 +255,7 @@ def read_conll(
             documents.append(ConllDocument(doc_id=f"{stem}-{len(documents)}"))
         words = [word for _, word, _, _ in tokens]
         tags = _to_iob2(tokens) if effective == "iob1" else [_iob_tag(p, lab) for _, _, p, lab in tokens]
-        documents[-1].sentences.append(Sentence(words=words, tags=tags, first_line=tokens[0][0]))
+        documents[-1].sentences.append(Sentence(words=words, tags=tags))
     return ConllCorpus(documents=documents, scheme=effective, warnings=warnings)
 
 
