@@ -10,9 +10,13 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   as strings, at its default batch size 1 and at ``--hf-batch-size``;
 * levers for ours, one at a time from the default setting: ``nlp.pipe`` batch_size, the
   transformer's ``max_batch_items``, ``torch.set_num_threads``, ``torch.inference_mode``,
-  sentence vs document inputs, dynamic int8 quantisation of the backbone's ``nn.Linear``
-  layers (``spacy_ner_project.quantize_transformer.v1``), and int8 + the best levers;
-* the F1 change of int8 (spaCy's scorer, entity level) on ``--f1-data`` (CoNLL dev).
+  sentence vs document inputs, bfloat16 autocast of the backbone on CPU
+  (``cpu_mixed_precision = true`` in ``spacy_ner_project.TransformerModel.v1``), dynamic
+  int8 quantisation of the backbone's ``nn.Linear`` layers
+  (``spacy_ner_project.quantize_transformer.v1``), each with the best levers;
+* the F1 change of bfloat16 and of int8 against float32 (spaCy's scorer, entity level) on
+  ``--f1-data`` (CoNLL dev).  A pipeline trained with ``cpu_mixed_precision = true`` is
+  loaded with it switched off for the float32 rows, and on for the bfloat16 rows.
 
 Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens). Each setting is
 warmed up once on a small slice, then timed ``--repeats`` times; the median is reported.
@@ -57,6 +61,7 @@ from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
 ROOT = Path(__file__).resolve().parents[1]
 CONLL = ROOT.parent / "shared" / "conll2003"
 QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
+PRECISIONS = ("float32", "bf16", "int8")
 GOAL_RATIO = 2.0
 GOAL_WPS = 5000.0
 GOAL_F1_LOSS = 0.3  # points
@@ -79,7 +84,7 @@ class Setting:
     max_batch_items: int = 4096
     threads: int = 2
     inference_mode: bool = False
-    int8: bool = False
+    precision: str = "float32"  # or "bf16", "int8"
 
 
 def best_run(runs_dir: Path) -> Path:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipeline", type=Path, help="trained pipeline (default: best transformer run under --runs)")
     parser.add_argument("--runs", type=Path, default=ROOT / "training" / "benchmarks")
     parser.add_argument("--text", type=Path, default=CONLL / "test.txt", help="CoNLL file whose text is timed")
-    parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt", help="CoNLL file for the int8 F1 change")
+    parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt", help="CoNLL file for the F1 change of bf16 and int8")
     parser.add_argument("--skip-f1", action="store_true", help="no F1 (for an untrained development pipeline)")
     parser.add_argument("--max-words", type=int, default=3000, help="timed words, whole documents (0: all)")
     parser.add_argument("--repeats", type=int, default=3)
@@ -232,9 +237,8 @@ def main(argv: list[str] | None = None) -> None:
                {"batch_size": batch_size, "threads": threads, "inputs": "sentences"},
                inputs.sentences, warm.sentences, hf_runner(threads, batch_size))
 
-    fp32 = spacy.load(pipeline_path)
-    int8 = spacy.load(pipeline_path, config=QUANTIZE)
-    report["int8_linear_layers"] = linear_layer_counts(int8)
+    pipelines = {precision: load(pipeline_path, precision) for precision in PRECISIONS}
+    report["int8_linear_layers"] = linear_layer_counts(pipelines["int8"])
     default = Setting("ours, default", threads=args.threads)
     settings = [default] + [replace(default, name=f"ours, {name}", **change) for name, change in [
         ("documents", {"inputs": "documents"}),
@@ -245,31 +249,50 @@ def main(argv: list[str] | None = None) -> None:
         ("threads=1", {"threads": 1}),
         ("documents, threads=1", {"inputs": "documents", "threads": 1}),
         ("inference_mode", {"inference_mode": True}),
-        ("int8", {"int8": True}),
-        ("int8, threads=1", {"int8": True, "threads": 1}),
-        ("int8, documents", {"int8": True, "inputs": "documents"}),
-        ("int8, documents, threads=1", {"int8": True, "inputs": "documents", "threads": 1}),
+        *[
+            (f"{precision}{name}", {"precision": precision, **change})
+            for precision in PRECISIONS[1:]
+            for name, change in [
+                ("", {}),
+                (", threads=1", {"threads": 1}),
+                (", documents", {"inputs": "documents"}),
+                (", documents, threads=1", {"inputs": "documents", "threads": 1}),
+            ]
+        ],
     ]]
     for setting in settings:
         texts, warmup = ((inputs.documents, warm.documents) if setting.inputs == "documents"
                          else (inputs.sentences, warm.sentences))
         record(setting.name, "ours", {k: v for k, v in vars(setting).items() if k != "name"}, texts, warmup,
-               spacy_runner(int8 if setting.int8 else fp32, setting))
+               spacy_runner(pipelines[setting.precision], setting))
 
     if not args.skip_f1:
         gold = read_conll(args.f1_data).documents
         torch.set_num_threads(1)  # scores do not depend on it; fastest on 2 shared cores
-        f1 = {"data": str(args.f1_data), "documents": len(gold), "fp32": ents_f(fp32, gold, batch_size=64),
-              "int8": ents_f(int8, gold, batch_size=64)}
-        f1["delta_ents_f"] = round(f1["int8"]["ents_f"] - f1["fp32"]["ents_f"], 2)
-        report["int8_f1"] = f1
-        print(f"int8 F1 change on {args.f1_data.name}: {f1['delta_ents_f']:+.2f} points", flush=True)
+        f1: dict[str, Any] = {"data": str(args.f1_data), "documents": len(gold)}
+        for precision, nlp in pipelines.items():
+            f1[precision] = ents_f(nlp, gold, batch_size=64)
+        f1["delta_ents_f"] = {
+            precision: round(f1[precision]["ents_f"] - f1["float32"]["ents_f"], 2) for precision in PRECISIONS[1:]
+        }
+        report["f1"] = f1
+        print(f"F1 change on {args.f1_data.name}: {f1['delta_ents_f']} points", flush=True)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     args.output.with_suffix(".md").write_text(markdown(report, argv if argv is not None else sys.argv[1:]))
     print(f"Wrote {args.output.with_suffix('.json')} and .md")
+
+
+def load(path: Path, precision: str) -> Language:
+    """The pipeline at ``path`` with its backbone in ``precision`` (float32, bf16 or int8)."""
+    config: dict[str, Any] = {
+        "components": {"transformer": {"model": {"cpu_mixed_precision": precision == "bf16"}}}
+    }
+    if precision == "int8":
+        config.update(QUANTIZE)
+    return spacy.load(path, config=config)
 
 
 def _meta(path: Path) -> dict[str, Any]:
@@ -293,19 +316,16 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "hf_best": {"name": hf_best["name"], "words_per_s": hf_best["words_per_s"]},
         "ours_default": entry(next(r for r in ours if r["name"] == "ours, default")),
         "ours_best_sentences": best(lambda x: x["inputs"] == "sentences"),
-        "ours_best_fp32": best(lambda x: not x["int8"]),
-        "ours_best_int8": best(lambda x: x["int8"]),
+        **{f"ours_best_{p}": best(lambda x, p=p: x["precision"] == p) for p in PRECISIONS},
     }
-    fp32, int8 = summary["ours_best_fp32"], summary["ours_best_int8"]
-    summary["goals"] = {
-        f"ratio >= {GOAL_RATIO} (float32)": fp32["ratio_vs_hf_best"] >= GOAL_RATIO,
-        f"ratio >= {GOAL_RATIO} (int8)": int8["ratio_vs_hf_best"] >= GOAL_RATIO,
-        f">= {GOAL_WPS:.0f} words/s (float32)": fp32["words_per_s"] >= GOAL_WPS,
-        f">= {GOAL_WPS:.0f} words/s (int8)": int8["words_per_s"] >= GOAL_WPS,
-    }
-    if "int8_f1" in report:
-        loss_ok = report["int8_f1"]["delta_ents_f"] >= -GOAL_F1_LOSS
-        summary["goals"][f"int8 loses <= {GOAL_F1_LOSS} F1 points"] = loss_ok
+    summary["goals"] = {}
+    for precision in PRECISIONS:
+        row = summary[f"ours_best_{precision}"]
+        summary["goals"][f"ratio >= {GOAL_RATIO} ({precision})"] = row["ratio_vs_hf_best"] >= GOAL_RATIO
+        summary["goals"][f">= {GOAL_WPS:.0f} words/s ({precision})"] = row["words_per_s"] >= GOAL_WPS
+        if precision != "float32" and "f1" in report:
+            loss_ok = report["f1"]["delta_ents_f"][precision] >= -GOAL_F1_LOSS
+            summary["goals"][f"{precision} loses <= {GOAL_F1_LOSS} F1 points"] = loss_ok
     return summary
 
 
@@ -356,7 +376,8 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
     for key, label in (
         ("ours_default", "Ours, default settings"),
         ("ours_best_sentences", "Ours, best on sentence inputs (like HF)"),
-        ("ours_best_fp32", "Ours, best float32"),
+        ("ours_best_float32", "Ours, best float32"),
+        ("ours_best_bf16", "Ours, best bfloat16"),
         ("ours_best_int8", "Ours, best int8"),
     ):
         best = s[key]
@@ -364,15 +385,18 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
             f"- {label}: {best['words_per_s']:.0f} words/s ({best['name']}); "
             f"**{best['ratio_vs_hf_best']}x** HF best."
         )
-    if "int8_f1" in report:
-        f1 = report["int8_f1"]
+    if "f1" in report:
+        f1 = report["f1"]
         lines.append(
-            f"- int8 F1 on `{f1['data']}` ({f1['documents']} documents, spaCy's scorer, entity "
-            f"level): float32 {f1['fp32']['ents_f']:.2f}, int8 {f1['int8']['ents_f']:.2f}, "
-            f"change **{f1['delta_ents_f']:+.2f}** points."
+            f"- F1 on `{f1['data']}` ({f1['documents']} documents, gold tokens, spaCy's scorer, entity "
+            f"level): float32 {f1['float32']['ents_f']:.2f}, "
+            + ", ".join(
+                f"{p} {f1[p]['ents_f']:.2f} (**{f1['delta_ents_f'][p]:+.2f}**)" for p in PRECISIONS[1:]
+            )
+            + "."
         )
     else:
-        lines.append("- int8 F1 change: not measured in this run (--skip-f1).")
+        lines.append("- F1 change of bf16/int8: not measured in this run (--skip-f1).")
     lines.append(f"- int8 replaces the backbone's linear layers: {report['int8_linear_layers']}.")
     lines += ["", "Goals:", ""]
     lines += [f"- {goal}: {'met' if ok else 'NOT met'}" for goal, ok in s["goals"].items()]
@@ -387,8 +411,15 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
         (
             f"Our default: sentence strings, nlp.pipe batch_size=64, max_batch_items=4096, "
             f"{report['threads']} threads, no inference_mode, float32. Every other row changes the "
-            "levers it names; int8 rows quantise the backbone with "
+            "levers it names; bf16 rows load the pipeline with `cpu_mixed_precision = true` "
+            "(components/precision.py), int8 rows quantise the backbone with "
             "`spacy_ner_project.quantize_transformer.v1`."
+        ),
+        "",
+        (
+            'Turn bf16 on (CPUs with AVX512-BF16/AMX): `spacy.load(path, config={"components": '
+            '{"transformer": {"model": {"cpu_mixed_precision": True}}}})`; pipelines trained '
+            "with it (configs/ner_trf.cfg) have it on already."
         ),
         "",
         (

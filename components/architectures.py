@@ -10,6 +10,7 @@ from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from spacy_ner_project.backbone import EMBEDDED, resolve_backbone
+from spacy_ner_project.components.precision import enable_cpu_bf16
 
 
 def transformer_model_v1(
@@ -20,6 +21,7 @@ def transformer_model_v1(
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
     fallback: Optional[str] = EMBEDDED,
+    cpu_mixed_precision: bool = False,
 ) -> TransformerModel:
     """spacy-transformers' ``TransformerModel.v3`` whose ``name`` may be ``"embedded"``.
 
@@ -27,6 +29,9 @@ def transformer_model_v1(
     when the model is initialised for training, never when a trained pipeline is
     loaded: a saved pipeline carries its weights and tokenizer and needs no hub.
     ``fallback`` is used when a hub name cannot be loaded offline (``None``: raise).
+    ``cpu_mixed_precision`` runs the backbone in bfloat16 on CPUs that have it natively
+    (see :mod:`spacy_ner_project.components.precision`); ``mixed_precision`` is
+    spacy-transformers' CUDA float16 setting.
     """
     model = TransformerModel(
         name,
@@ -36,6 +41,8 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=grad_scaler_config,
     )
+    if cpu_mixed_precision:
+        enable_cpu_bf16(model.layers[0])
     hf_init = model.init
 
     def init(model: TransformerModel, X=None, Y=None):

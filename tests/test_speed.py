@@ -1,4 +1,4 @@
-"""Opt-in int8 quantisation of the transformer backbone (components/speed.py).
+"""Opt-in int8 quantisation (components/speed.py) and CPU bfloat16 (components/precision.py).
 
 A tiny pipeline (embedded MiniLM + NER listening to it; only the NER is trained) is
 overfitted on three invented sentences, so its predictions have wide margins; quantisation must replace every linear
@@ -10,10 +10,14 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy
 import pytest
+import torch
 import spacy
 from spacy.language import Language
 from spacy.training import Example
+from spacy_ner_project.components import precision
+from spacy_ner_project.components.precision import cpu_supports_bf16
 from spacy_ner_project.components.speed import (
     linear_layer_counts,
     quantize_pipeline,
@@ -21,6 +25,8 @@ from spacy_ner_project.components.speed import (
 )
 
 QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
+BF16 = {"components": {"transformer": {"model": {"cpu_mixed_precision": True}}}}
+needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bfloat16")
 TRAIN = [
     ("Ada Lovelace visited Paris in May .", [(0, 12, "PER"), (21, 26, "LOC")]),
     ("Grace Hopper joined Remington Rand .", [(0, 12, "PER"), (20, 34, "ORG")]),
@@ -29,7 +35,7 @@ TRAIN = [
 TEXTS = [text for text, _ in TRAIN]
 
 
-def tiny_pipeline() -> Language:
+def tiny_pipeline(*, cpu_mixed_precision: bool = False) -> Language:
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "transformer",
@@ -37,6 +43,7 @@ def tiny_pipeline() -> Language:
             "model": {
                 "@architectures": "spacy_ner_project.TransformerModel.v1",
                 "name": "embedded",
+                "cpu_mixed_precision": cpu_mixed_precision,
                 "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
             }
         },
@@ -134,3 +141,46 @@ def test_quantized_backbone_is_a_copy(trained) -> None:
     quantize_pipeline(nlp)
     assert shim._model is not float_module
     assert all((state[k] == v).all() for k, v in float_module.state_dict().items())
+
+
+def backbone_output(nlp: Language, text: str) -> numpy.ndarray:
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(text))
+    return doc._.trf_data.model_output.last_hidden_state
+
+
+@needs_bf16
+def test_bf16_at_load_time_keeps_predictions_and_float32_outputs(trained, tmp_path: Path) -> None:
+    path, predictions = trained
+    nlp = spacy.load(path, config=BF16)
+    assert nlp.get_pipe("transformer").model.layers[0].attrs["cpu_bf16"]
+    assert entities(nlp) == predictions
+    fp32_out, bf16_out = backbone_output(spacy.load(path), TEXTS[0]), backbone_output(nlp, TEXTS[0])
+    assert bf16_out.dtype == numpy.float32
+    error = numpy.linalg.norm(bf16_out - fp32_out) / numpy.linalg.norm(fp32_out)
+    assert 0 < error < 0.05  # bfloat16 did run (not bit-identical), and stayed close
+    nlp.to_disk(tmp_path / "saved")  # the setting is saved in the config; weights stay float32
+    reloaded = spacy.load(tmp_path / "saved")
+    assert reloaded.get_pipe("transformer").model.layers[0].attrs["cpu_bf16"]
+    assert numpy.array_equal(backbone_output(reloaded, TEXTS[0]), bf16_out)
+
+
+@needs_bf16
+def test_bf16_training_updates_float32_weights() -> None:
+    spacy.util.fix_random_seed(0)
+    nlp = tiny_pipeline(cpu_mixed_precision=True)
+    examples = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN]
+    optimizer = nlp.initialize(lambda: examples)
+    module = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    losses = [nlp.update(examples, sgd=optimizer, drop=0.0)["ner"] for _ in range(8)]
+    after = module.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the backbone learned
+    assert all(numpy.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_bf16_without_native_support_warns_and_stays_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        nlp = tiny_pipeline(cpu_mixed_precision=True)
+    assert not nlp.get_pipe("transformer").model.layers[0].attrs.get("cpu_bf16")
