@@ -1,6 +1,6 @@
 """Does document-level consistency help? Dev F1 of a trained pipeline with and without it.
 
-    python benchmarks/consistency.py training/benchmarks/trf_minilm_cased_doc/model-best
+    python benchmarks/consistency.py training/benchmarks/trf_minilm_bf16_2800/model-best
 
 Predicts CoNLL-2003 dev once, then applies ``doc_consistency`` variants to copies of the
 predictions and scores each with spaCy's scorer. Dev only: this is model selection.

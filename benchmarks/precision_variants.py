@@ -1,11 +1,13 @@
-"""Which int8 scheme loses least? Dev F1 and words/s of quantisation variants of the backbone.
+"""Which reduced precision loses least? Dev F1 and words/s of precision variants of the backbone.
 
-    python benchmarks/int8_variants.py training/benchmarks/trf_minilm_cased_doc/model-best
+    python benchmarks/precision_variants.py training/benchmarks/trf_minilm_bf16_2800/model-best
 
-All CoNLL-2003 dev documents (spaCy's scorer), torch with 2 threads, in one run. Variants:
-float32; dynamic int8 of every Linear with per-tensor scales; the same with per-channel scales
-(the scheme `spacy_ner_project.quantize_transformer.v1` uses); int8 of the feed-forward
-layers only; every Linear but the last transformer layer. Writes benchmarks/int8_variants.md.
+All CoNLL-2003 dev documents (spaCy's scorer, spaCy's own tokenization), torch with 2 threads,
+in one run. Variants: float32; bfloat16 autocast (``cpu_mixed_precision = true``, on CPUs
+with native bfloat16); dynamic int8 of every Linear with per-tensor scales; the same with
+per-channel scales (the scheme ``spacy_ner_project.quantize_transformer.v1`` uses); int8 of
+the feed-forward layers only; every Linear but the last transformer layer. Writes
+benchmarks/precision_variants.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from spacy_ner_project.evaluate import read_gold
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
 
 HERE = Path(__file__).resolve().parent
+BF16 = "bf16"
+
+
+def precision_config(*, bf16: bool) -> dict:
+    """``spacy.load`` overrides: the backbone in bfloat16 (CPU autocast) or float32."""
+    return {"components": {"transformer": {"model": {"cpu_mixed_precision": bf16}}}}
 
 
 def main() -> None:
@@ -37,7 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     dev_path = convert_splits(args.data_dir, args.work_dir)["dev"]
     torch.set_num_threads(2)
-    nlp = spacy.load(args.pipeline)
+    nlp = spacy.load(args.pipeline, config=precision_config(bf16=False))
+    nlp_bf16 = spacy.load(args.pipeline, config=precision_config(bf16=True))
     gold = read_gold(dev_path)
     words = sum(len(d) for d in gold)
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
@@ -45,6 +54,7 @@ def main() -> None:
     linear = [n for n, m in float_module.named_modules() if isinstance(m, torch.nn.Linear)]
     variants: List[tuple[str, Optional[Any]]] = [
         ("float32", None),
+        ("bfloat16 autocast (cpu_mixed_precision = true)", BF16),
         ("int8, every Linear, per-tensor scales", {torch.nn.Linear}),
         ("int8, every Linear, per-channel scales (default)", {torch.nn.Linear: per_channel_dynamic_qconfig}),
         ("int8, feed-forward Linear only, per-tensor", {n for n in linear if "intermediate" in n or (n.endswith("output.dense") and "attention" not in n)}),
@@ -52,26 +62,27 @@ def main() -> None:
     ]
     rows = []
     for name, spec in variants:
-        shim._model = float_module if spec is None else torch.ao.quantization.quantize_dynamic(
+        shim._model = float_module if spec in (None, BF16) else torch.ao.quantization.quantize_dynamic(
             copy.deepcopy(float_module), spec, dtype=torch.qint8).eval()
+        pipeline = nlp_bf16 if spec is BF16 else nlp
         start = time.perf_counter()
-        predicted = list(nlp.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
+        predicted = list(pipeline.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
         seconds = time.perf_counter() - start
         f1 = 100 * get_ner_prf([Example(p, g) for p, g in zip(predicted, gold)])["ents_f"]
         rows.append((name, f1, words / seconds))
         print(f"{name}: F1 {f1:.2f}, {words / seconds:.0f} words/s", flush=True)
     base = rows[0][1]
     lines = [
-        "# int8 variants on CoNLL-2003 dev",
+        "# Precision variants (bfloat16, int8) on CoNLL-2003 dev",
         "",
         f"Pipeline `{args.pipeline}`; all {len(gold)} dev documents ({words} words), whole documents,",
         f"`nlp.pipe(batch_size=32)`, torch {torch.__version__} with 2 threads, {os.cpu_count()} cores, load average",
-        f"at the end {[round(x, 2) for x in os.getloadavg()]}. Written by `benchmarks/int8_variants.py`.",
+        f"at the end {[round(x, 2) for x in os.getloadavg()]}. Written by `benchmarks/precision_variants.py`.",
         "",
         "| variant | dev F1 | change | words/s |",
         "|---|---|---|---|",
     ] + [f"| {n} | {f:.2f} | {f - base:+.2f} | {s:,.0f} |" for n, f, s in rows]
-    (HERE / "int8_variants.md").write_text("\n".join(lines) + "\n")
+    (HERE / "precision_variants.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
