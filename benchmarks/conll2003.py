@@ -158,12 +158,17 @@ def main() -> None:
     # anything else (e.g. --training.dropout 0.2) is passed on to the train command
     args, args.overrides = parser.parse_known_args()
     results_path = HERE / "conll2003.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else []
+
+    def read_results() -> List[Dict[str, Any]]:
+        return json.loads(results_path.read_text()) if results_path.exists() else []
+
+    if not args.render_only and not (args.config and args.name):
+        parser.error("--config and --name are required (or --render-only)")
+    results = read_results()
     if not args.render_only:
-        if not (args.config and args.name):
-            parser.error("--config and --name are required (or --render-only)")
         result = run(args)
-        results = [r for r in results if r["name"] != result["name"]] + [result]
+        # read again: other runs or edits may have changed the file during this (long) run
+        results = [r for r in read_results() if r["name"] != result["name"]] + [result]
         results_path.write_text(json.dumps(results, indent=2) + "\n")
     (HERE / "conll2003.md").write_text(render(results))
     print(render(results))
