@@ -411,7 +411,8 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
     lines += [
         "",
         (
-            f"Our default: sentence strings, nlp.pipe batch_size=64, max_batch_items=512, "
+            f"Our default: sentence strings, nlp.pipe batch_size={Setting.batch_size}, "
+            f"max_batch_items={Setting.max_batch_items}, "
             f"{report['threads']} threads, no inference_mode, float32. Every other row changes the "
             "levers it names; bf16 rows load the pipeline with `cpu_mixed_precision = true` "
             "(components/precision.py), int8 rows quantise the backbone with "

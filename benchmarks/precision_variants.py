@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-import spacy
 import torch
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
@@ -28,14 +27,10 @@ from torch.ao.quantization import per_channel_dynamic_qconfig
 from spacy_ner_project.evaluate import read_gold
 
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
+from inference_speed import load  # benchmarks/inference_speed.py
 
 HERE = Path(__file__).resolve().parent
 BF16 = "bf16"
-
-
-def precision_config(*, bf16: bool) -> dict:
-    """``spacy.load`` overrides: the backbone in bfloat16 (CPU autocast) or float32."""
-    return {"components": {"transformer": {"model": {"cpu_mixed_precision": bf16}}}}
 
 
 def main() -> None:
@@ -45,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     dev_path = convert_splits(args.data_dir, args.work_dir)["dev"]
     torch.set_num_threads(2)
-    nlp = spacy.load(args.pipeline, config=precision_config(bf16=False))
-    nlp_bf16 = spacy.load(args.pipeline, config=precision_config(bf16=True))
+    nlp = load(args.pipeline, "float32")
+    nlp_bf16 = load(args.pipeline, BF16)
     gold = read_gold(dev_path)
     words = sum(len(d) for d in gold)
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]

@@ -74,19 +74,19 @@ class Gazetteer:
                 self.counts[key][label] += n
         for doc, added in zip(docs, per_doc):
             tagged = {(e.start, e.end) for e in doc.ents}
-            for start, end, key in self._occurrences([t.text for t in doc]):
+            for start, end, key in self._occurrences(doc):
                 if (start, end) not in tagged:
                     added[(key, OUTSIDE)] += 1
                     self.counts[key][OUTSIDE] += 1
             digest = text_digest(doc.text)
             self.contributions[digest] = self.contributions.get(digest, Counter()) + added
 
-    def _occurrences(self, words: List[str]) -> Iterable[Tuple[int, int, str]]:
+    def _occurrences(self, doc: Doc) -> Iterable[Tuple[int, int, str]]:
         """Every (start, end, key) whose key is a known entity string."""
-        lowered = [w.lower() for w in words]
+        words = [t.text for t in doc]
         for start in range(len(words)):
             for end in range(start + 1, min(start + self.max_tokens, len(words)) + 1):
-                key = "".join(lowered[start:end])
+                key = surface(words[start:end])
                 if key in self.counts:
                     yield start, end, key
 
@@ -97,12 +97,12 @@ class Gazetteer:
         against the counts without its own contribution.
         """
         own = self.contributions.get(text_digest(doc.text), Counter())
-        lowered = [t.lower_ for t in doc]
+        words = [t.text for t in doc]
         tags = [""] * len(doc)
         start = 0
         while start < len(doc):
             for end in range(min(start + self.max_tokens, len(doc)), start, -1):
-                found = self._majority("".join(lowered[start:end]), own)
+                found = self._majority(surface(words[start:end]), own)
                 if found:
                     label, bucket = found
                     tags[start] = f"B-{label}|{bucket}"

@@ -2,9 +2,11 @@
 
 spacy-transformers' ``mixed_precision`` is CUDA-only (fp16 autocast on the GPU). On CPUs
 with native bfloat16 (AVX512-BF16 or AMX: recent AMD EPYC and Intel Xeon), running the
-backbone's matrix products in bfloat16 under ``torch.autocast("cpu")`` makes a training
-step ~1.5x and inference ~2x faster, while weights, gradients and the optimiser stay
-float32 (figures: ``benchmarks/conll2003.md``, ``benchmarks/inference_speed.md``).
+backbone's matrix products in bfloat16 under ``torch.autocast("cpu")`` made a training
+step ~1.8x faster (about 2 s -> 1.1 s) and inference 1.3-1.55x faster on this project's
+AMD EPYC, while weights, gradients and the optimiser stay float32 (figures:
+``benchmarks/conll2003.md``, ``benchmarks/inference_speed.md``,
+``benchmarks/precision_variants.md``).
 
 Turned on by ``cpu_mixed_precision = true`` in ``spacy_ner_project.TransformerModel.v1``.
 It only touches computations on CPU tensors, so the same config trains unchanged on a GPU.
