@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -55,20 +56,21 @@ def cache_key(model_id: str, prompt: str) -> str:
     return digest.hexdigest()
 
 
+class ResponseCacheError(ValueError):
+    """A cache path that cannot hold the response cache; the message names the path and the fix."""
+
+
+_COLUMNS = {"key", "model_id", "prompt", "response", "created"}
+_ELSEWHERE = "point paths.llm_cache (or --cache) elsewhere"
+
+
 class ResponseCache:
     """Thread-safe, crash-safe map from (model id, prompt) to the model's response."""
 
     def __init__(self, path: Union[str, Path]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # isolation_level=None: autocommit, every INSERT is durable when it returns.
-        self._db: Optional[sqlite3.Connection] = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db: Optional[sqlite3.Connection] = _open(self.path)
 
     def _execute(self, query: str, args: tuple = ()) -> List[tuple]:
         with self._lock:
@@ -124,9 +126,46 @@ class ResponseCache:
         return f"ResponseCache({str(self.path)!r})"
 
 
+def _open(path: Path) -> sqlite3.Connection:
+    """Open (creating if missing) the cache database at ``path``, or raise ResponseCacheError."""
+    if path.is_dir():
+        raise ResponseCacheError(f"{path} is a directory, not an SQLite response cache: name a file, or {_ELSEWHERE}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ResponseCacheError(
+            f"cannot create the folder of the response cache {path} ({err.strerror or err}): {_ELSEWHERE}"
+        ) from err
+    if not path.exists() and not os.access(path.parent, os.W_OK):
+        raise ResponseCacheError(f"cannot create the response cache {path}: its folder is not writable; {_ELSEWHERE}")
+    try:
+        # isolation_level=None: autocommit, every INSERT is durable when it returns.
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as err:
+        raise ResponseCacheError(f"cannot open the response cache {path} ({err}): {_ELSEWHERE}") from err
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+        if tables and not _COLUMNS <= columns:  # never add our table to another program's database
+            raise sqlite3.DatabaseError("an SQLite database without this cache's responses table")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(_SCHEMA)
+    except sqlite3.DatabaseError as err:
+        db.close()
+        if "readonly" in str(err) or "unable to open" in str(err):
+            raise ResponseCacheError(f"cannot write the response cache {path} ({err}): {_ELSEWHERE}") from err
+        raise ResponseCacheError(
+            f"{path} is not an SQLite response cache ({err}): delete it or {_ELSEWHERE}"
+        ) from err
+    return db
+
+
 def sqlite_cache_v1(path: Union[str, Path]) -> ResponseCache:
     """Registered as ``spacy_ner_project.SQLiteCache.v1`` (llm_misc).
 
-    path (str | Path): SQLite file; created with its folders if missing.
+    path (str | Path): SQLite file; created with its folders if missing. A path that is a
+        folder, not writable, or a file that is not this cache raises ResponseCacheError (a
+        ValueError) naming the path.
     """
     return ResponseCache(path)

@@ -4,8 +4,9 @@
         model = OpenAICompatibleModel(base_url=server.base_url, model="test")
         server.fail("Paris", http_error(503), http_error(429, retry_after="0.1"), hang(5), malformed())
 
-It listens on 127.0.0.1 (port chosen by the OS), answers ``POST /v1/chat/completions``
-(anything else gets 404 and is recorded too), and records every request with its timing so
+It listens on 127.0.0.1 (port chosen by the OS), answers ``POST /v1/chat/completions`` and
+``GET /v1/models`` (the entries of ``.models``; ``models = None``: 404, a server without the
+route), anything else gets 404; every request is recorded, and records every request with its timing so
 tests can assert on concurrency, retries, headers and hosts. Answers come from a responder
 function of the prompt: a fixed string, a small dictionary "NER" that returns JSON entities,
 or replay of recorded (prompt, response) pairs from a JSONL file (``replay_responder``).
@@ -14,15 +15,17 @@ Faults are scripted per prompt substring and consumed one per matching request.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 Responder = Callable[[str], str]
 
@@ -45,6 +48,11 @@ class Fault:
 def http_error(status: int, *, retry_after: Optional[str] = None, body: str = "") -> Fault:
     """Answer with this HTTP status (and Retry-After header, if given)."""
     return Fault("status", status=status, retry_after=retry_after, body=body or json.dumps({"error": {"message": f"scripted {status}"}}))
+
+
+def http_date(when: datetime) -> str:
+    """An HTTP date (RFC 9110 IMF-fixdate), for a Retry-After given as a date."""
+    return email.utils.format_datetime(when, usegmt=True)
 
 
 def hang(seconds: float) -> Fault:
@@ -171,6 +179,9 @@ class _Script:
         return None
 
 
+DEFAULT_MODELS: List[Dict[str, Any]] = [{"id": "chat-server-model", "object": "model", "owned_by": "chat-server"}]
+
+
 class ChatServer:
     """Threaded chat-completions server on 127.0.0.1; use as a context manager."""
 
@@ -180,8 +191,11 @@ class ChatServer:
         responder: Responder = fixed_responder("{}"),
         latency: float = 0.0,
         record_to: Optional[Union[str, Path]] = None,
+        models: Optional[List[Dict[str, Any]]] = DEFAULT_MODELS,
     ) -> None:
         self.responder = responder
+        # What GET /v1/models lists; None answers 404 (a server without the route).
+        self.models: Optional[List[Dict[str, Any]]] = [dict(m) for m in models] if models is not None else None
         self.latency = latency
         self.record_to = Path(record_to) if record_to else None
         self.requests: List[RecordedRequest] = []
@@ -289,6 +303,8 @@ class ChatServer:
             self.in_flight -= 1
 
     def _respond(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, fault: Optional[Fault]) -> None:
+        if record.method == "GET" and record.path.endswith("/models") and self.models is not None:
+            return self._send(handler, record, 200, json.dumps({"object": "list", "data": self.models}))
         if record.method != "POST" or not record.path.endswith("/chat/completions"):
             return self._send(handler, record, 404, json.dumps({"error": {"message": f"no route {record.path}"}}))
         if fault is not None and fault.kind == "drop":

@@ -78,16 +78,16 @@ def test_cache_hit_avoids_the_request(chat_server: ChatServer, tmp_path: Path) -
     chat_server.responder = lambda prompt: f"answer {prompt}"
     model = make_model(chat_server, ResponseCache(tmp_path / "c.sqlite"))
     first = ask(model, PROMPTS)
-    assert len(chat_server.requests) == 6
+    assert len(chat_server.chat_requests) == 6
     assert ask(model, PROMPTS) == first
-    assert len(chat_server.requests) == 6 and model.stats.cache_hits == 6
+    assert len(chat_server.chat_requests) == 6 and model.stats.cache_hits == 6
 
 
 def test_restart_reuses_the_file(chat_server: ChatServer, tmp_path: Path) -> None:
     ask(make_model(chat_server, ResponseCache(tmp_path / "c.sqlite")), PROMPTS)
     restarted = make_model(chat_server, ResponseCache(tmp_path / "c.sqlite"))
     ask(restarted, PROMPTS)
-    assert len(chat_server.requests) == 6
+    assert len(chat_server.chat_requests) == 6
 
 
 def test_cache_is_per_model_identity(chat_server: ChatServer, tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_cache_is_per_model_identity(chat_server: ChatServer, tmp_path: Path) ->
     ask(make_model(chat_server, cache, model="model-a"), PROMPTS[:2])
     ask(make_model(chat_server, cache, model="model-b"), PROMPTS[:2])
     ask(make_model(chat_server, cache, model="model-a", config={"temperature": 0.7}), PROMPTS[:2])
-    assert len(chat_server.requests) == 6
+    assert len(chat_server.chat_requests) == 6
 
 
 def test_failures_are_not_cached(chat_server: ChatServer, tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_failures_are_not_cached(chat_server: ChatServer, tmp_path: Path) -> Non
     answers = ask(make_model(chat_server, cache), PROMPTS[:3])
     assert isinstance(answers[1], FailedResponse) and len(cache) == 2
     assert ask(make_model(chat_server, cache), PROMPTS[:3])[1] == "{}"
-    assert [r.prompt for r in chat_server.requests[3:]] == ["prompt 1"]
+    assert [r.prompt for r in chat_server.chat_requests[3:]] == ["prompt 1"]
 
 
 def test_each_response_is_committed_as_it_arrives(chat_server: ChatServer, tmp_path: Path) -> None:
@@ -144,12 +144,12 @@ def test_rerun_after_a_crash_repeats_no_finished_request(chat_server: ChatServer
     chat_server.responder = respond_then_crash
     child.append(subprocess.Popen([sys.executable, "-c", CHILD, chat_server.base_url, str(path)]))
     assert child[0].wait(timeout=60) == -signal.SIGKILL
-    assert [r.prompt for r in chat_server.requests] == PROMPTS[:4]
+    assert [r.prompt for r in chat_server.chat_requests] == PROMPTS[:4]
 
     chat_server.reset()
     chat_server.responder = lambda prompt: f"answer {prompt}"
     answers = ask(make_model(chat_server, ResponseCache(path)), PROMPTS)
-    assert sorted(r.prompt for r in chat_server.requests) == PROMPTS[3:]
+    assert sorted(r.prompt for r in chat_server.chat_requests) == PROMPTS[3:]
     assert answers == [f"answer {p}" for p in PROMPTS]
 
 
@@ -174,7 +174,7 @@ def test_configured_from_a_spacy_config(chat_server: ChatServer, tmp_path: Path)
     ask(model, PROMPTS[:2])
     ask(model, PROMPTS[:2])
     assert isinstance(model.cache, ResponseCache) and len(model.cache) == 2
-    assert len(chat_server.requests) == 2
+    assert len(chat_server.chat_requests) == 2
 
 
 class CountingModel:

@@ -1,0 +1,77 @@
+"""Structured output: the request fields that ask a server to answer in the entity JSON schema.
+
+``spacy_ner_project.EntitySchema.v1`` (llm_misc) returns extra request fields for
+``spacy_ner_project.OpenAICompatible.v1``'s ``structured_output``, which merges them into every
+request (and into the cache key). The schema is the answer format JsonNER.v1 asks for: an
+object with exactly the label keys, each a list of strings, all required, nothing else::
+
+    [components.llm.model.structured_output]
+    @llm_misc = "spacy_ner_project.EntitySchema.v1"
+    labels = ["PER", "ORG", "LOC", "MISC"]
+    style = "openai"
+
+Styles, by server:
+
+- ``"openai"``: ``{"response_format": {"type": "json_schema", "json_schema": {"name":
+  "entities", "strict": true, "schema": ...}}}``: OpenAI, vLLM and llama.cpp's own server
+  (``llama-server``).
+- ``"llama-cpp-python"``: ``{"response_format": {"type": "json_object", "schema": ...}}``:
+  the server of llama-cpp-python 0.3.x, which ignores the ``json_schema`` form.
+- ``"ollama"``: ``{"format": schema}``: Ollama's OpenAI-compatible endpoint.
+- ``"none"``: ``{}``: servers without structured output (the task's parser copes alone).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping
+
+Schema = Dict[str, Any]
+
+SCHEMA_NAME = "entities"
+
+
+def entity_json_schema(labels: List[str]) -> Schema:
+    """JSON schema of an answer: {label: [string, ...]} with exactly these labels, all required."""
+    if isinstance(labels, str) or not labels or not all(isinstance(label, str) and label for label in labels):
+        raise ValueError(f"labels must be a non-empty list of label names, e.g. [\"PER\", \"ORG\"]; got {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must not repeat a label; got {labels!r}")
+    return {
+        "type": "object",
+        "properties": {label: {"type": "array", "items": {"type": "string"}} for label in labels},
+        "required": list(labels),
+        "additionalProperties": False,
+    }
+
+
+_STYLES: Mapping[str, Callable[[Schema], Dict[str, Any]]] = {
+    "openai": lambda schema: {
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
+        }
+    },
+    "llama-cpp-python": lambda schema: {"response_format": {"type": "json_object", "schema": schema}},
+    "ollama": lambda schema: {"format": schema},
+    "none": lambda schema: {},
+}
+
+STYLES = tuple(_STYLES)
+
+
+def structured_output_fields(labels: List[str], *, style: str) -> Dict[str, Any]:
+    """The extra request fields that ask for answers in the entity schema, in a server's style."""
+    if style not in _STYLES:
+        raise ValueError(f"style must be one of {', '.join(map(repr, STYLES))}; got {style!r}")
+    return _STYLES[style](entity_json_schema(list(labels)))
+
+
+def entity_schema_v1(labels: List[str], style: str = "openai") -> Dict[str, Any]:
+    """Registered as ``spacy_ner_project.EntitySchema.v1`` (llm_misc).
+
+    labels (List[str]): The answer's keys, e.g. ["PER", "ORG", "LOC", "MISC"] (the task's labels).
+    style (str): "openai" (OpenAI, vLLM, llama.cpp's llama-server), "llama-cpp-python",
+        "ollama", or "none" (no structured output).
+    RETURNS (Dict[str, Any]): Request fields for OpenAICompatible.v1's ``structured_output``.
+    """
+    return structured_output_fields(labels, style=style)
