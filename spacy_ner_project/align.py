@@ -15,6 +15,26 @@ token start and ends at a token end (so "us" never matches inside "used"). Match
 * tolerant of small typos: a query with no exact match is compared with rapidfuzz's
   ``fuzz.ratio`` against token windows of similar length (``fuzzy_cutoff``; None disables).
 
+Guards (issue 10: junk answers must not become entities). Each refusal is an ``Unplaced``
+with its reason:
+
+* ``"empty"``: the string is only whitespace;
+* ``"possessive"``: the string is a lone possessive (``'s``, ``’s``, ``'`` and their quote
+  variants);
+* ``"no_alnum"``: the string has no letter or digit (``"."``, ``"--"``);
+* ``"function_word"``: the string is ONE word of ``FUNCTION_WORDS`` (English articles,
+  determiners, prepositions, pronouns, auxiliaries and conjunctions, lower case) and either
+  (a) the answer wrote it without any capital letter (``"the"``, ``"may"``, ``"us"``), or
+  (b) every mention it would land on is written all in lower case. So ``"May"`` is placed on
+  ``May`` but never on ``may``, ``"US"`` on ``US`` but never on ``us``, and ``"the"`` nowhere
+  (``function_word_refused``). A capitalised function word that matches a capitalised mention
+  (``"The"`` on a sentence-initial ``The``) is placed: the answer's capital is taken as the
+  claim of a name, as for ``May``;
+* ``"case_mismatch"``: every position of the string is written all in lower case while the
+  answer's string has a capital (``case_compatible``: ``US`` ≠ ``us``, ``May`` ≠ ``may``, while
+  ``LEICESTERSHIRE`` matches ``Leicestershire`` and an answer without capitals matches any
+  case). The rule filters exact and fuzzy candidates alike, before overlaps are resolved.
+
 Overlapping candidates are resolved deterministically: longest (in characters) first, then
 earliest, then exact before fuzzy, then the order the LLM gave the strings. Strings that
 cannot be placed never become entities; they are returned in ``AlignmentResult.unplaced``.
@@ -28,7 +48,7 @@ from __future__ import annotations
 import bisect
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from rapidfuzz import fuzz, process
 
@@ -40,6 +60,29 @@ _QUOTES = "'\"`´‘’‚‛′″‶“”„‟«»‹›＂＇"
 _DASHES = "‐‑‒–—―−﹘﹣－"
 _CHAR_MAP = {ord(c): "'" for c in _QUOTES} | {ord(c): "-" for c in _DASHES}
 _POSSESSIVES = ("'s", "'")
+
+# English function words (lower case): a single one of these is never placed unless the answer
+# capitalised it and it lands on capitalised mentions only (see the module docstring).
+FUNCTION_WORDS: FrozenSet[str] = frozenset(
+    # articles and determiners
+    "a an the this that these those some any each every no all both either neither such what "
+    "which whose another other much many few several "
+    # prepositions
+    "of to in on at by for with from into onto upon about above across after against along "
+    "among around as before behind below beneath beside between beyond despite down during "
+    "except inside near off out outside over past per since through throughout till toward "
+    "towards under until up via within without "
+    # pronouns
+    "i me my mine myself you your yours yourself yourselves he him his himself she her hers "
+    "herself it its itself we us our ours ourselves they them their theirs themselves who whom "
+    "whoever someone something anyone anything everyone everything nobody nothing "
+    # auxiliaries and modals
+    "be am is are was were been being have has had having do does did will would shall should "
+    "may might must can could "
+    # conjunctions and other function words
+    "and or nor but yet so if because although though while whereas unless than whether when "
+    "where how not there".split()
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +127,8 @@ class Unplaced:
 
     label: str
     text: str
-    reason: str  # "empty", "not_found" or "overlap"
+    # "empty", "possessive", "no_alnum", "function_word", "case_mismatch", "not_found" or "overlap"
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -99,6 +143,53 @@ def normalize(text: str) -> str:
     """Matching form of a string: NFKC, casefolded, quote/dash variants unified, no whitespace."""
     folded = unicodedata.normalize("NFKC", text).casefold().translate(_CHAR_MAP)
     return "".join(folded.split())
+
+
+def _has_capital(text: str) -> bool:
+    return any(ch.isupper() for ch in text)
+
+
+def case_compatible(query: str, mention: str) -> bool:
+    """Whether the answer's string ``query`` may land on ``mention`` (the text's own spelling).
+
+    False only when ``query`` has a capital letter and ``mention`` is written all in lower case
+    (it has cased letters and none is upper case): ``US``/``us`` and ``May``/``may`` do not
+    match; ``LEICESTERSHIRE``/``Leicestershire``, ``us``/``US`` and ``Paris``/``PARIS`` do, and a
+    mention without cased letters (``1996``) matches any query.
+    """
+    return not (_has_capital(query) and mention.islower())
+
+
+def is_function_word(query: str) -> bool:
+    """Whether ``query`` is one word of ``FUNCTION_WORDS`` (any case, quote variants unified)."""
+    words = query.split()
+    return len(words) == 1 and normalize(words[0]) in FUNCTION_WORDS
+
+
+def function_word_refused(query: str, mentions: Sequence[str]) -> bool:
+    """Whether a function-word ``query`` is refused given the ``mentions`` it would land on.
+
+    True when ``query`` is a single function word and either it has no capital letter, or every
+    one of ``mentions`` (none counts as every) is written all in lower case.
+    """
+    if not is_function_word(query):
+        return False
+    return not _has_capital(query) or all(m.islower() for m in mentions)
+
+
+def query_refusal(query: str) -> Optional[str]:
+    """Why an answer string is never placed whatever the text: "empty", "possessive", "no_alnum" or None.
+
+    Function words depend on their mentions too: see ``function_word_refused``.
+    """
+    norm = normalize(query)
+    if not norm:
+        return "empty"
+    if norm in _POSSESSIVES:
+        return "possessive"
+    if not any(ch.isalnum() for ch in query):  # as written: casefolding makes letters of some marks
+        return "no_alnum"
+    return None
 
 
 def _strip_possessive(norm: str) -> Optional[str]:
@@ -189,7 +280,7 @@ class TokenIndex:
                 windows.setdefault(end_pos - start_pos, []).append((start_pos, end_pos))
         return windows
 
-    def _fuzzy(self, query: str) -> List[_Candidate]:
+    def _fuzzy(self, query: str, allowed: Callable[[_Candidate], bool]) -> List[_Candidate]:
         cutoff = self.options.fuzzy_cutoff
         if cutoff is None or len(query) < self.options.min_fuzzy_chars:
             return []
@@ -212,7 +303,9 @@ class TokenIndex:
         found = []
         for _, score, i in hits:
             start_pos, end_pos = spans[i]
-            found.append(_Candidate(self._starts[start_pos], self._ends[end_pos] + 1, float(score), "fuzzy"))
+            cand = _Candidate(self._starts[start_pos], self._ends[end_pos] + 1, float(score), "fuzzy")
+            if allowed(cand):
+                found.append(cand)
         # best-scoring windows of this query first, so a window and its superset do not both survive
         found.sort(key=lambda c: (-c.score, c.start_token, c.end_token))
         kept: List[_Candidate] = []
@@ -221,24 +314,41 @@ class TokenIndex:
                 kept.append(cand)
         return kept
 
-    def find(self, query_text: str) -> List[_Candidate]:
-        """Token-aligned candidates for one LLM string (exact, then possessive-stripped, then fuzzy)."""
+    def surface(self, cand: _Candidate) -> str:
+        """The text a candidate covers, as written."""
+        return self.text[self.offsets[cand.start_token][0] : self.offsets[cand.end_token - 1][1]]
+
+    def find(self, query_text: str) -> Tuple[List[_Candidate], bool]:
+        """Token-aligned candidates for one LLM string (exact, then possessive-stripped, then fuzzy).
+
+        Candidates that ``case_compatible`` refuses are left out before a stage counts as
+        successful (so a refused exact match does not stop the fuzzy stage).
+        RETURNS: (candidates, whether any candidate was refused for its case).
+        """
         query = normalize(query_text)
         if not query:
-            return []
+            return [], False
+        refused = False
+
+        def allowed(cand: _Candidate) -> bool:
+            nonlocal refused
+            ok = case_compatible(query_text, self.surface(cand))
+            refused = refused or not ok
+            return ok
+
         stripped = _strip_possessive(query)
         order = [stripped, query] if self.options.strip_possessive else [query, stripped]
         for variant in order:
             if variant:
-                found = self._exact(variant)
+                found = [c for c in self._exact(variant) if allowed(c)]
                 if found:
-                    return found
+                    return found, refused
         for variant in order:
             if variant:
-                found = self._fuzzy(variant)
+                found = self._fuzzy(variant, allowed)
                 if found:
-                    return found
-        return []
+                    return found, refused
+        return [], refused
 
     def mention(self, label: str, text: str, cand: _Candidate) -> Mention:
         return Mention(
@@ -299,31 +409,36 @@ def align(
     """Place every mention of each (label, string) at token boundaries of ``text``.
 
     blocked: token ranges (start, end) that mentions may not overlap, e.g. entities already set.
-    Duplicate (label, string) pairs count once. A pair with no position is in ``unplaced``
-    with reason "empty" or "not_found"; one whose every position lost an overlap is in
+    Duplicate (label, string) pairs count once (strings equal after ``normalize`` and alike in
+    having a capital or not). A pair refused by a guard or with no position is in ``unplaced``
+    with its reason (see the module docstring); one whose every position lost an overlap is in
     ``unplaced`` with reason "overlap" (the losing positions are in ``overlapped``).
     """
     idx = index if index is not None else TokenIndex(text, token_offsets, options=options)
-    seen: Dict[Tuple[str, str], int] = {}
+    seen: Dict[Tuple[str, str, bool], int] = {}
     queries: List[Tuple[str, str]] = []
     for label, string in entities:
-        key = (label, normalize(string))
+        key = (label, normalize(string), _has_capital(string))
         if key not in seen:
             seen[key] = len(queries)
             queries.append((label, string))
     unplaced: List[Unplaced] = []
     candidates: List[Tuple[int, Mention]] = []
-    cache: Dict[str, List[_Candidate]] = {}
+    cache: Dict[Tuple[str, bool], Tuple[List[_Candidate], bool]] = {}
     for qi, (label, string) in enumerate(queries):
-        norm = normalize(string)
-        if not norm:
-            unplaced.append(Unplaced(label, string, "empty"))
+        refusal = query_refusal(string)
+        if refusal is not None:
+            unplaced.append(Unplaced(label, string, refusal))
             continue
-        if norm not in cache:
-            cache[norm] = idx.find(string)
-        found = cache[norm]
+        key = (normalize(string), _has_capital(string))
+        if key not in cache:
+            cache[key] = idx.find(string)
+        found, case_refused = cache[key]
+        if function_word_refused(string, [idx.surface(c) for c in found]):
+            unplaced.append(Unplaced(label, string, "function_word"))
+            continue
         if not found:
-            unplaced.append(Unplaced(label, string, "not_found"))
+            unplaced.append(Unplaced(label, string, "case_mismatch" if case_refused else "not_found"))
         candidates.extend((qi, idx.mention(label, string, c)) for c in found)
     kept, dropped = resolve_overlaps(candidates, blocked=blocked)
     placed = {(m.label, m.text) for m in kept}

@@ -7,8 +7,11 @@ from typing import List, Tuple
 
 import pytest
 import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from spacy_ner_project.align import AlignOptions, Mention, align, align_doc, normalize, resolve_overlaps
+from spacy_ner_project.align import FUNCTION_WORDS, AlignOptions, Mention, align, align_doc, case_compatible
+from spacy_ner_project.align import function_word_refused, normalize, query_refusal, resolve_overlaps
 
 NLP = spacy.blank("en")
 
@@ -29,14 +32,15 @@ def ws_offsets(text: str) -> List[Tuple[int, int]]:
     return offsets
 
 
-def test_every_mention_case_insensitive() -> None:
+def test_every_mention_case_insensitive_but_capitals_never_land_on_lower_case() -> None:
     text = "Apple sued apple growers. APPLE won."
-    assert spans(text, [("ORG", "Apple")]) == [("ORG", "Apple"), ("ORG", "apple"), ("ORG", "APPLE")]
+    assert spans(text, [("ORG", "Apple")]) == [("ORG", "Apple"), ("ORG", "APPLE")]
+    assert spans(text, [("ORG", "apple")]) == [("ORG", "Apple"), ("ORG", "apple"), ("ORG", "APPLE")]
 
 
 def test_token_boundaries_only_us_not_in_used() -> None:
     text = "We used the bus to reach the US embassy with us."
-    assert spans(text, [("LOC", "us")]) == [("LOC", "US"), ("LOC", "us")]
+    assert spans(text, [("LOC", "US")]) == [("LOC", "US")]
 
 
 def test_token_offsets_are_returned() -> None:
@@ -187,3 +191,121 @@ def test_long_document_is_fast() -> None:
     assert sum(m.label == "X" for m in result.mentions) == len([w for w in words if w == "w5"])
     assert len(result.unplaced) == 30
     assert elapsed < 10, f"alignment of a 20k-token document took {elapsed:.1f}s"
+
+
+# --- guards against junk answers (issue 10) ---------------------------------------------------
+
+JUNK_TEXT = "May flew with us to Paris. The team's plan may change, a source said."
+JUNK_ANSWER = {"PER": ["the", "a", "May"], "ORG": [".", "'s"], "LOC": ["US", "Paris"]}
+
+
+def reasons(text: str, entities: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    return [(u.text, u.reason) for u in align_doc(NLP(text), entities).unplaced]
+
+
+def test_issue_example_junk_answer_places_only_may_and_paris() -> None:
+    entities = [(label, s) for label, strings in JUNK_ANSWER.items() for s in strings]
+    assert spans(JUNK_TEXT, entities) == [("PER", "May"), ("LOC", "Paris")]
+    assert reasons(JUNK_TEXT, entities) == [
+        ("the", "function_word"),
+        ("a", "function_word"),
+        (".", "no_alnum"),
+        ("'s", "possessive"),
+        ("US", "function_word"),
+    ]
+
+
+@pytest.mark.parametrize("string", ["'s", "’s", "'", "’", " 's ", "`s"])
+def test_lone_possessive_is_never_placed(string: str) -> None:
+    assert reasons("Sam 's dog and Ann ' s cat", [("ORG", string)]) == [(string, "possessive")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("L", "N", "Zs", "Cc", "Cs")), min_size=1, max_size=4))
+def test_string_without_letter_or_digit_is_never_placed(junk: str) -> None:
+    text = f"Sam {junk} met Ann {junk} ."
+    result = align(text, ws_offsets(text), [("ORG", junk)])
+    assert result.mentions == ()
+    assert [u.reason for u in result.unplaced] in (["no_alnum"], ["possessive"], ["empty"])
+
+
+def test_function_words_are_refused_in_lower_case_and_on_lower_case_mentions() -> None:
+    text = "May flew with us to the US. They may go. WHO and who. The end."
+    assert spans(text, [("PER", "May")]) == [("PER", "May")]
+    assert spans(text, [("PER", "MAY")]) == [("PER", "May")]
+    assert spans(text, [("PER", "may")]) == []
+    assert spans(text, [("LOC", "US")]) == [("LOC", "US")]
+    assert spans(text, [("ORG", "WHO")]) == [("ORG", "WHO")]
+    assert spans(text, [("ORG", "who")]) == [] and spans(text, [("X", "the")]) == []
+    # documented: a capitalised function word on a capitalised mention is taken as a name
+    assert spans(text, [("X", "The")]) == [("X", "The")]
+    assert reasons("they may go", [("PER", "May")]) == [("May", "function_word")]
+    # several words, or a word that only contains a function word, are not function words
+    assert spans("The Hague and Bank of England", [("LOC", "the hague"), ("ORG", "bank of england")]) == [
+        ("LOC", "The Hague"),
+        ("ORG", "Bank of England"),
+    ]
+    assert spans("Theo and Usman", [("PER", "theo"), ("PER", "usman")]) == [("PER", "Theo"), ("PER", "Usman")]
+
+
+def test_function_word_rule_as_a_pure_function() -> None:
+    assert function_word_refused("may", ["May"]) and function_word_refused("the", [])
+    assert function_word_refused("May", ["may", "may"]) and function_word_refused("May", [])
+    assert not function_word_refused("May", ["may", "May"]) and not function_word_refused("US", ["US"])
+    assert not function_word_refused("Paris", []) and not function_word_refused("of the", [])
+
+
+def test_function_word_list_is_lower_case_single_words() -> None:
+    assert {"the", "a", "an", "of", "to", "in", "us", "we", "may", "will", "can", "he", "she", "it", "they"} <= FUNCTION_WORDS
+    assert all(w == w.lower() and w.isalpha() for w in FUNCTION_WORDS)
+
+
+@pytest.mark.parametrize(
+    "query,mention,ok",
+    [
+        ("US", "us", False),
+        ("May", "may", False),
+        ("Apple Inc", "apple inc", False),
+        ("LEICESTERSHIRE", "Leicestershire", True),
+        ("Leicestershire", "LEICESTERSHIRE", True),
+        ("us", "US", True),
+        ("paris", "paris", True),
+        ("US", "1996", True),
+        ("iPhone", "IPHONE", True),
+    ],
+)
+def test_case_compatible(query: str, mention: str, ok: bool) -> None:
+    assert case_compatible(query, mention) is ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll")), min_size=1, max_size=8))
+def test_lower_case_answer_matches_any_case_and_capitals_never_lower_case(word: str) -> None:
+    assert case_compatible(word.lower(), word) and case_compatible(word.lower(), word.upper())
+    if word.lower().islower() and any(c.isupper() for c in word):
+        assert not case_compatible(word, word.lower())
+
+
+def test_case_rule_applies_to_exact_and_fuzzy_candidates() -> None:
+    assert reasons("apple pie with Pear", [("ORG", "Apple")]) == [("Apple", "case_mismatch")]
+    assert spans("LEICESTERSHIRE beat Essex", [("ORG", "Leicestershire")]) == [("ORG", "LEICESTERSHIRE")]
+    assert spans("the gorbachev era", [("PER", "Gorbachov")]) == []
+    assert reasons("the gorbachev era", [("PER", "Gorbachov")]) == [("Gorbachov", "case_mismatch")]
+    assert spans("the gorbachev era and Gorbachev", [("PER", "Gorbachov")]) == [("PER", "Gorbachev")]
+    # a refused exact match does not stop the fuzzy stage from finding the capitalised typo
+    assert spans("dover and Dovers", [("LOC", "Dover")], fuzzy_cutoff=80, min_fuzzy_chars=3) == [("LOC", "Dovers")]
+
+
+def test_same_string_in_two_cases_is_tried_in_both() -> None:
+    assert spans("the US embassy", [("LOC", "us"), ("LOC", "US")]) == [("LOC", "US")]
+
+
+def test_query_refusal() -> None:
+    assert [query_refusal(s) for s in [" ", "'s", ".", "--", "Paris", "3"]] == [
+        "empty",
+        "possessive",
+        "no_alnum",
+        "no_alnum",
+        None,
+        None,
+    ]
