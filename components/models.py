@@ -243,9 +243,10 @@ class _Call:
 
 
 class _SocketTracker:
-    """Remembers the client's sockets (through httpx's "trace" request extension) so that an
-    interrupt can shut them down: closing an httpx client does not wake a thread blocked
-    reading from one of its connections, shutting the socket down does."""
+    """Remembers the client's sockets (through httpx's "trace" request extension, which every
+    request of the client must pass, as pooled connections are reused) so that an interrupt can
+    shut them down: closing an httpx client does not wake a thread blocked reading from one of
+    its connections, shutting the socket down does."""
 
     def __init__(self) -> None:
         self._sockets: "weakref.WeakSet[socket.socket]" = weakref.WeakSet()
@@ -404,7 +405,9 @@ class OpenAICompatibleModel:
     def _identify(self) -> str:
         url = f"{self.base_url}/models"
         try:
-            response = self._get_client().get(url, timeout=min(self.timeout, self.IDENTITY_TIMEOUT))
+            response = self._get_client().get(
+                url, timeout=min(self.timeout, self.IDENTITY_TIMEOUT), extensions={"trace": self._sockets.trace}
+            )
             response.raise_for_status()
             served = served_models(response.json(), self.model)
         except (httpx.HTTPError, ValueError) as err:
