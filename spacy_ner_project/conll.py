@@ -1,9 +1,10 @@
 """CoNLL-2003 (IOB1 or IOB2, with or without ``-DOCSTART-``) to spaCy ``DocBin``.
 
 Reading is strict: every problem is reported as a :class:`ConllFormatError` that names
-the file and the 1-based line, and nothing is written until the whole file has been
-read and validated. Output files are written atomically (temporary file + rename),
-so a failed conversion never leaves a partial ``.spacy`` file behind.
+the file and the 1-based line (and column where one character or tag is at fault), and
+nothing is written until the whole file has been read and validated. Output files are
+written atomically (temporary file + rename), so a failed conversion never leaves a
+partial ``.spacy`` file behind, and the output may not be the input file itself.
 """
 
 from __future__ import annotations
@@ -11,28 +12,44 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Literal, NamedTuple, Optional, Sequence, Tuple
 
 import typer
 from wasabi import msg
+
+from spacy_ner_project.errors import UserError, os_error_message
 
 Scheme = Literal["auto", "iob1", "iob2"]
 DOCSTART = "-DOCSTART-"
 DOC_ID_KEY = "doc_id"  # doc.user_data key holding the document id
 _TAG_RE = re.compile(r"^(?:O|([BI])-(\S+))$")
+_FIELD_RE = re.compile(r"\S+")  # the same fields as str.split(): both use Unicode whitespace
+_INVISIBLE_CATEGORIES = ("Cc", "Cf")  # control (NUL ...) and format (BOM, zero-width ...) characters
 
 
-class ConllFormatError(ValueError):
-    """A CoNLL file that cannot be converted; ``path`` and ``line`` say where."""
+class ConllFormatError(UserError):
+    """A CoNLL file that cannot be converted; ``path``, ``line`` and ``column`` (1-based) say where."""
 
-    def __init__(self, path: Path | str, line: Optional[int], message: str) -> None:
+    def __init__(self, path: Path | str, line: Optional[int], message: str, *, column: Optional[int] = None) -> None:
         self.path = str(path)
         self.line = line
-        where = f"{self.path}:{line}" if line is not None else self.path
+        self.column = column
+        where = self.path if line is None else f"{self.path}:{line}" if column is None else f"{self.path}:{line}:{column}"
         super().__init__(f"{where}: {message}")
+
+
+class Token(NamedTuple):
+    """One token line as read: where it is, its word, and its tag split into prefix and label."""
+
+    line: int
+    column: int  # of the tag
+    word: str
+    prefix: str  # "B", "I" or "O"
+    label: str  # "" for O
 
 
 @dataclass
@@ -76,7 +93,14 @@ class ConllStats:
 
 def _decode_lines(path: Path) -> List[str]:
     """Lines of ``path`` as text: UTF-8 (a BOM is dropped), CRLF/CR line ends accepted."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConllFormatError(path, None, "not found; give the path of a CoNLL file") from None
+    except IsADirectoryError:
+        raise ConllFormatError(path, None, "is a directory; give the path of a CoNLL file") from None
+    except OSError as err:
+        raise UserError(os_error_message(err, path=path, action="read")) from None
     if not data.strip():
         raise ConllFormatError(path, None, "the file is empty; expected CoNLL lines 'TOKEN ... TAG'")
     if data.startswith(b"\xef\xbb\xbf"):
@@ -99,43 +123,67 @@ def _decode_lines(path: Path) -> List[str]:
     raise AssertionError("unreachable: the whole file failed to decode but no line did")  # pragma: no cover
 
 
-def _parse_tag(path: Path, number: int, tag: str, labels: Optional[Sequence[str]]) -> Tuple[str, str]:
+def _parse_tag(path: Path, number: int, column: int, tag: str, labels: Optional[Sequence[str]]) -> Tuple[str, str]:
     match = _TAG_RE.match(tag)
     if match is None:
-        raise ConllFormatError(path, number, f"unknown tag {tag!r}; expected 'O', 'B-TYPE' or 'I-TYPE'")
+        raise ConllFormatError(path, number, f"unknown tag {tag!r}; expected 'O', 'B-TYPE' or 'I-TYPE'", column=column)
     prefix, label = match.group(1) or "O", match.group(2) or ""
     if labels is not None and prefix != "O" and label not in labels:
         raise ConllFormatError(
-            path, number, f"unknown entity type {label!r} in tag {tag!r}; allowed: {', '.join(labels)}"
+            path, number, f"unknown entity type {label!r} in tag {tag!r}; allowed: {', '.join(labels)}", column=column
         )
     return prefix, label
 
 
-def _read_raw(
-    path: Path, labels: Optional[Sequence[str]]
-) -> Tuple[List[Tuple[bool, List[Tuple[int, str, str, str]]]], bool]:
-    """Split a file into sentences of (line, word, prefix, label); flag docstarts.
+def _check_visible(path: Path, number: int, column: int, field: str) -> None:
+    """Refuse a field holding control or format characters (NUL, a BOM, a zero-width space ...):
+    invisible in an editor, they would end up inside the stored tokens or labels."""
+    if field.isprintable():  # fast path: no C* category character at all
+        return
+    for offset, char in enumerate(field):
+        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+            name = "BYTE ORDER MARK" if char == "\ufeff" else unicodedata.name(char, "control character")
+            where = "is nothing but invisible characters" if all(
+                unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in field
+            ) else "contains an invisible character"
+            raise ConllFormatError(
+                path,
+                number,
+                f"field {field!r} {where}: U+{ord(char):04X} ({name}); remove it from the file",
+                column=column + offset,
+            )
+
+
+def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[bool, List[Token]]], bool]:
+    """Split a file into sentences of tokens; flag docstarts.
 
     Returns a list of (starts_new_document, tokens) and whether any ``-DOCSTART-`` was seen.
     """
     lines = _decode_lines(path)
-    sentences: List[Tuple[bool, List[Tuple[int, str, str, str]]]] = []
-    current: List[Tuple[int, str, str, str]] = []
+    sentences: List[Tuple[bool, List[Token]]] = []
+    current: List[Token] = []
     pending_docstart = False
     saw_docstart = False
     n_columns: Optional[int] = None
     for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if not stripped:
+        fields = [(match.start() + 1, match.group()) for match in _FIELD_RE.finditer(line)]
+        if not fields:
             if current:
                 sentences.append((pending_docstart, current))
                 current, pending_docstart = [], False
             continue
-        columns = stripped.split()
+        for column, field in fields:
+            _check_visible(path, number, column, field)
+        columns = [field for _, field in fields]
         if columns[0] == DOCSTART:
             if current:
-                sentences.append((pending_docstart, current))
-                current = []
+                raise ConllFormatError(
+                    path,
+                    number,
+                    f"{DOCSTART} inside a sentence (line {current[-1].line} is a token line); "
+                    "put a blank line before it to end the sentence",
+                    column=fields[0][0],
+                )
             pending_docstart = saw_docstart = True
             continue
         if n_columns is None:
@@ -151,8 +199,9 @@ def _read_raw(
                 f"found {len(columns)} columns, but earlier lines have {n_columns}; "
                 "every token line needs the same columns (TOKEN ... NER_TAG)",
             )
-        prefix, label = _parse_tag(path, number, columns[-1], labels)
-        current.append((number, columns[0], prefix, label))
+        tag_column = fields[-1][0]
+        prefix, label = _parse_tag(path, number, tag_column, columns[-1], labels)
+        current.append(Token(number, tag_column, columns[0], prefix, label))
     if current:
         sentences.append((pending_docstart, current))
     if not sentences:
@@ -160,14 +209,15 @@ def _read_raw(
     return sentences, saw_docstart
 
 
-def _violations(tokens: Sequence[Tuple[int, str, str, str]], scheme: str) -> Iterator[Tuple[int, str]]:
-    """Yield (line, message) for each tag the scheme forbids in one sentence."""
+def _violations(tokens: Sequence[Token], scheme: str) -> Iterator[Tuple[Token, str]]:
+    """Yield (token, message) for each tag the scheme forbids in one sentence."""
     previous = "O"  # label of the previous token ("O" for outside)
-    for number, _, prefix, label in tokens:
+    for token in tokens:
+        prefix, label = token.prefix, token.label
         if scheme == "iob2" and prefix == "I" and previous != label:
-            yield number, f"'I-{label}' follows {_describe(previous)}; in IOB2 an entity starts with 'B-'"
+            yield token, f"'I-{label}' follows {_describe(previous)}; in IOB2 an entity starts with 'B-'"
         if scheme == "iob1" and prefix == "B" and previous != label:
-            yield number, (
+            yield token, (
                 f"'B-{label}' follows {_describe(previous)}; in IOB1 'B-' only separates two "
                 "adjacent entities of the same type"
             )
@@ -178,21 +228,42 @@ def _describe(label: str) -> str:
     return "'O'" if label == "O" else f"a {label} entity"
 
 
-def detect_scheme(sentences: Iterable[Sequence[Tuple[int, str, str, str]]]) -> Optional[str]:
-    """'iob1' when an entity starts with 'I-' anywhere, 'iob2' when one starts with 'B-'
-    after 'O' (or another type), None when the tags read the same either way."""
-    saw_b_start = False
-    for tokens in sentences:
-        if next(_violations(tokens, "iob2"), None) is not None:
+@dataclass(frozen=True)
+class SchemeEvidence:
+    """How the entities of a file start after 'O' or another type: with 'I-' (only IOB1
+    allows that) or with 'B-' (IOB2's way; IOB1 reserves 'B-' for adjacent same-type entities)."""
+
+    i_starts: int = 0
+    b_starts: int = 0
+
+    @property
+    def scheme(self) -> Optional[str]:
+        """The majority decides, so that a few stray tags cannot flip a whole file: 'iob1' when
+        'I-' starts outnumber 'B-' starts; 'iob2' when 'B-' starts are as many or more (a tie
+        reads IOB2, the stricter scheme, so the stray 'I-' is reported); None when there is
+        neither (the tags read the same in both schemes)."""
+        if self.i_starts > self.b_starts:
             return "iob1"
-        saw_b_start = saw_b_start or next(_violations(tokens, "iob1"), None) is not None
-    return "iob2" if saw_b_start else None
+        return "iob2" if self.b_starts else None
 
 
-def _to_iob2(tokens: Sequence[Tuple[int, str, str, str]]) -> List[str]:
+def scheme_evidence(sentences: Iterable[Sequence[Token]]) -> SchemeEvidence:
+    i_starts = b_starts = 0
+    for tokens in sentences:
+        i_starts += sum(1 for _ in _violations(tokens, "iob2"))
+        b_starts += sum(1 for _ in _violations(tokens, "iob1"))
+    return SchemeEvidence(i_starts=i_starts, b_starts=b_starts)
+
+
+def detect_scheme(sentences: Iterable[Sequence[Token]]) -> Optional[str]:
+    """'iob1', 'iob2' or None (either reads the same): see :attr:`SchemeEvidence.scheme`."""
+    return scheme_evidence(sentences).scheme
+
+
+def _to_iob2(tokens: Sequence[Token]) -> List[str]:
     tags: List[str] = []
     previous = "O"
-    for _, _, prefix, label in tokens:
+    for _, _, _, prefix, label in tokens:
         if prefix == "O":
             tags.append("O")
             previous = "O"
@@ -220,8 +291,10 @@ def read_conll(
 ) -> ConllCorpus:
     """Read and validate a CoNLL NER file into documents of IOB2-tagged sentences.
 
-    scheme: "iob1", "iob2" or "auto" (IOB1 if any entity starts with 'I-', else IOB2).
-        IOB2 forbids 'I-X' after 'O' or another type: that is an error.
+    scheme: "iob1", "iob2" or "auto": IOB1 when more entities start with 'I-' than with 'B-'
+        (after 'O' or another type), else IOB2 (see :class:`SchemeEvidence`). IOB2 forbids
+        'I-X' after 'O' or another type: that is an error naming the line and column, also
+        for a stray 'I-' in a file detected as IOB2 (pass scheme="iob1" if the file is IOB1).
     strict: IOB1 reserves 'B-X' for an entity directly after another X entity; the
         original CoNLL-2003 train file breaks that twice ('B-MISC' after 'O'). The
         meaning is unambiguous (an entity starts), so by default such tags are read as
@@ -231,19 +304,18 @@ def read_conll(
     labels: if given, entity types outside it are errors.
     """
     path = Path(path)
-    if scheme not in ("auto", "iob1", "iob2"):
-        raise ValueError(f"scheme must be 'auto', 'iob1' or 'iob2', not {scheme!r}")
-    if n_sents < 0:
-        raise ValueError(f"n_sents must be 0 (group by -DOCSTART-) or positive, not {n_sents}")
+    check_options(scheme=scheme, n_sents=n_sents)
     raw, saw_docstart = _read_raw(path, labels)
-    effective = scheme if scheme != "auto" else detect_scheme(t for _, t in raw) or "iob2"
+    evidence = scheme_evidence(t for _, t in raw)
+    effective = scheme if scheme != "auto" else evidence.scheme or "iob2"
     warnings: List[str] = []
     for _, tokens in raw:
-        for line, problem in _violations(tokens, effective):
+        for token, problem in _violations(tokens, effective):
             if effective == "iob2" or strict:
-                hint = "" if scheme != "auto" else "; the tags were detected as IOB2, pass --scheme iob1 if meant"
-                raise ConllFormatError(path, line, f"{problem} (scheme {effective}{hint})")
-            warnings.append(f"{path}:{line}: {problem}; read as the start of an entity")
+                raise ConllFormatError(
+                    path, token.line, f"{problem} ({_scheme_note(scheme, effective, evidence)})", column=token.column
+                )
+            warnings.append(f"{path}:{token.line}:{token.column}: {problem}; read as the start of an entity")
     stem = path.stem if path.suffix in {".txt", ".conll", ".iob", ".bio"} else path.name
     documents: List[ConllDocument] = []
     for index, (starts_doc, tokens) in enumerate(raw):
@@ -253,10 +325,31 @@ def read_conll(
             new_doc = starts_doc or not saw_docstart or not documents
         if new_doc:
             documents.append(ConllDocument(doc_id=f"{stem}-{len(documents)}"))
-        words = [word for _, word, _, _ in tokens]
-        tags = _to_iob2(tokens) if effective == "iob1" else [_iob_tag(p, lab) for _, _, p, lab in tokens]
+        words = [token.word for token in tokens]
+        tags = _to_iob2(tokens) if effective == "iob1" else [_iob_tag(t.prefix, t.label) for t in tokens]
         documents[-1].sentences.append(Sentence(words=words, tags=tags))
     return ConllCorpus(documents=documents, scheme=effective, warnings=warnings)
+
+
+def check_options(*, scheme: str, n_sents: int) -> None:
+    if scheme not in ("auto", "iob1", "iob2"):
+        raise UserError(f"scheme must be 'auto', 'iob1' or 'iob2', not {scheme!r}")
+    if n_sents < 0:
+        raise UserError(f"n_sents must be 0 (group by -DOCSTART-) or positive, not {n_sents}")
+
+
+def _scheme_note(asked: str, effective: str, evidence: SchemeEvidence) -> str:
+    """Why the scheme applies, and what to do if it is the wrong one."""
+    if asked != "auto":
+        return f"scheme {effective}"
+    if effective == "iob1":
+        return f"scheme iob1, detected: {evidence.i_starts} entities start with 'I-'; without --strict it is read with a warning"
+    if evidence.i_starts and evidence.b_starts:
+        return (
+            f"scheme iob2: {evidence.b_starts} entities start with 'B-' and {evidence.i_starts} with a stray 'I-'; "
+            "fix the tag, or pass --scheme iob1 if the file is IOB1"
+        )
+    return "scheme iob2; pass --scheme iob1 if the file is IOB1"
 
 
 def _iob_tag(prefix: str, label: str) -> str:
@@ -308,20 +401,55 @@ def count(documents: Sequence[ConllDocument]) -> ConllStats:
     return stats
 
 
+def check_output_file(output: Path) -> None:
+    """Refuse an output file path that names an existing directory (cheap; call it before long work)."""
+    if output.is_dir():
+        raise UserError(f"{output} is a directory; give the path of a file to write, not of a folder")
+
+
 def write_atomic(data: bytes, output: Path) -> None:
-    """Write ``data`` to ``output`` via a temporary file in the same folder and a rename."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    """Write ``data`` to ``output`` via a temporary file in the same folder and a rename.
+
+    A directory in the way, a read-only or full file system, missing permissions: a
+    :class:`UserError` naming ``output``; nothing is left behind."""
+    output = Path(output)
+    check_output_file(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    except OSError as err:
+        raise UserError(os_error_message(err, path=output, action="write")) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, output)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise UserError(os_error_message(err, path=output, action="write")) from None
         raise
+
+
+def check_not_same_file(input_path: Path, output_path: Path) -> None:
+    """Refuse an output that is the input, also through a symbolic or hard link."""
+    # st_dev + st_ino, so links count; an output that does not exist yet cannot be the input
+    if input_path.exists() and output_path.exists() and os.path.samefile(input_path, output_path):
+        raise UserError(
+            f"{output_path} is the input file {input_path}; give another output path (e.g. ending in .spacy)"
+        )
+
+
+def blank_vocab(lang: str) -> "Vocab":  # noqa: F821 - spaCy type
+    """The vocab of ``spacy.blank(lang)``; an unknown code is a UserError."""
+    import spacy
+
+    try:
+        return spacy.blank(lang).vocab
+    except ImportError:
+        raise UserError(f"unknown language code {lang!r}: use a spaCy language code such as en, de") from None
 
 
 def convert(
@@ -334,16 +462,21 @@ def convert(
     strict: bool = False,
     lang: str = "en",
 ) -> ConllStats:
-    """Convert one CoNLL file to a ``.spacy`` DocBin; returns the counts."""
-    import spacy
+    """Convert one CoNLL file to a ``.spacy`` DocBin; returns the counts.
+
+    The options and the output path are checked before the input is read."""
     from spacy.tokens import DocBin
 
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_not_same_file(input_path, output_path)
+    check_output_file(output_path)
+    check_options(scheme=scheme, n_sents=n_sents)
+    vocab = blank_vocab(lang)
     corpus = read_conll(input_path, scheme=scheme, n_sents=n_sents, labels=labels, strict=strict)
-    vocab = spacy.blank(lang).vocab
     doc_bin = DocBin(attrs=["ORTH", "SENT_START", "ENT_IOB", "ENT_TYPE"], store_user_data=True)
     for document in corpus.documents:
         doc_bin.add(to_doc(document, vocab))
-    write_atomic(doc_bin.to_bytes(), Path(output_path))
+    write_atomic(doc_bin.to_bytes(), output_path)
     stats = count(corpus.documents)
     stats.scheme = corpus.scheme
     stats.warnings = corpus.warnings
@@ -358,9 +491,9 @@ def format_stats(name: str, stats: ConllStats, labels: Sequence[str]) -> str:
 
 
 def convert_cli(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="CoNLL file (IOB1 or IOB2)"),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="Output .spacy file"),
-    scheme: str = typer.Option("auto", "--scheme", "-s", help="auto, iob1 or iob2"),
+    input_path: Path = typer.Argument(..., help="CoNLL file (IOB1 or IOB2)"),
+    output_path: Path = typer.Argument(..., help="Output .spacy file (not the input)"),
+    scheme: str = typer.Option("auto", "--scheme", "-s", help="auto (the majority of entity starts decides), iob1 or iob2"),
     n_sents: int = typer.Option(0, "--n-sents", "-n", help="Sentences per doc; 0 groups by -DOCSTART-"),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated allowed entity types"),
     strict: bool = typer.Option(False, "--strict", help="IOB1: 'B-X' not after an X entity is an error"),
@@ -368,10 +501,7 @@ def convert_cli(
 ) -> None:
     """Convert a CoNLL-2003 style NER file to a spaCy DocBin and print its counts."""
     allowed = [label.strip() for label in labels.split(",")] if labels else None
-    try:
-        stats = convert(input_path, output_path, scheme=scheme, n_sents=n_sents, labels=allowed, strict=strict, lang=lang)  # type: ignore[arg-type]
-    except (ConllFormatError, ValueError) as err:
-        msg.fail(str(err), exits=1)
+    stats = convert(input_path, output_path, scheme=scheme, n_sents=n_sents, labels=allowed, strict=strict, lang=lang)  # type: ignore[arg-type]
     for warning in stats.warnings:
         msg.warn(warning)
     types = sorted(stats.entities)

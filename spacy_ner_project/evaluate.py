@@ -22,12 +22,14 @@ import spacy
 import typer
 from spacy.language import Language
 from spacy.scorer import Scorer
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.vocab import Vocab
 from wasabi import msg
 
 from spacy_ner_project.conll import DOC_ID_KEY
+from spacy_ner_project.docbin import read_docbin
+from spacy_ner_project.errors import UserError
 from spacy_ner_project.matching import MODES, MatchSettings
 from spacy_ner_project.span_scorer import NO_ENTITY, boundary_confusion, score_fuzzy_ents, score_key
 
@@ -98,28 +100,43 @@ def entity_set(doc: Doc) -> EntitySet:
 
 
 def read_gold(path: Path, *, n_docs: Optional[int] = None) -> List[Doc]:
-    """The first ``n_docs`` (all when None) docs of a DocBin, which must carry entity annotation."""
-    if not path.is_file():
-        raise FileNotFoundError(f"gold data {path} not found; give a .spacy DocBin (see the convert command)")
-    docs = list(DocBin().from_disk(path).get_docs(Vocab()))
+    """The first ``n_docs`` (all when None) docs of a DocBin, which must carry entity annotation.
+
+    Every problem (missing, foreign or damaged file, no docs, no entities) is a ``UserError``
+    (a ``ValueError``) naming ``path``; see :func:`spacy_ner_project.docbin.read_docbin`."""
+    if n_docs is not None and n_docs < 1:
+        raise UserError(f"n_docs must be at least 1, got {n_docs}")
+    docs = read_docbin(path, vocab=Vocab())
     if n_docs is not None:
-        if n_docs < 1:
-            raise ValueError(f"n_docs must be at least 1, got {n_docs}")
         docs = docs[:n_docs]
     if not docs:
-        raise ValueError(f"{path} holds no documents")
+        raise UserError(f"{path} holds no documents; give a .spacy DocBin with gold documents")
     if not any(doc.has_annotation("ENT_IOB") for doc in docs):
-        raise ValueError(f"{path} has no entity annotation to score against; convert gold data with entities")
+        raise UserError(f"{path} has no entity annotation to score against; convert gold data with entities")
     return docs
+
+
+def load_pipeline(source: str) -> Language:
+    """``spacy.load(source)`` for a pipeline directory or an installed package (or ``blank:xx``);
+    a path that is no pipeline, or a name that is neither, is a ``UserError`` naming it."""
+    what = "give a pipeline directory saved with nlp.to_disk (e.g. training/x/model-best) or an installed pipeline package"
+    path = Path(source)
+    if not str(source).startswith("blank:"):
+        if path.exists() and not (path / "config.cfg").is_file():
+            kind = "a directory without config.cfg" if path.is_dir() else "a file"
+            raise UserError(f"{source} is not a spaCy pipeline ({kind}); {what}")
+        if not path.exists() and not spacy.util.is_package(str(source)):
+            raise UserError(f"{source}: no such pipeline directory or installed package; {what}")
+    return spacy.load(source)
 
 
 def pipeline_names(sources: Sequence[str], names: Optional[Sequence[str]] = None) -> List[str]:
     """``names`` checked against ``sources``, or unique names derived from the sources."""
     if names:
         if len(names) != len(sources):
-            raise ValueError(f"got {len(names)} --name for {len(sources)} pipelines; give one per pipeline or none")
+            raise UserError(f"got {len(names)} --name for {len(sources)} pipelines; give one per pipeline or none")
         if len(set(names)) != len(names):
-            raise ValueError(f"pipeline names must be unique, got {list(names)}")
+            raise UserError(f"pipeline names must be unique, got {list(names)}")
         return list(names)
     derived = [Path(source).name or str(source) for source in sources]
     if len(set(derived)) != len(derived):
@@ -171,7 +188,7 @@ def evaluate_pipelines(
 ) -> Evaluation:
     """Score every ``{name: nlp}`` on the same gold docs."""
     if not pipelines:
-        raise ValueError("no pipelines to evaluate")
+        raise UserError("no pipelines to evaluate; give at least one pipeline")
     sources = sources or {}
     results = [
         score_pipeline(nlp, gold, name=name, source=sources.get(name, name), batch_size=batch_size, settings=settings)
@@ -212,11 +229,13 @@ def run_evaluation(
     """Load the pipelines (paths or package names), score them on ``data_path`` and write the report."""
     from spacy_ner_project.report import write_report
 
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"{output_dir} is a file; --output names the report directory, give a new or existing folder")
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     gold = read_gold(data_path, n_docs=n_docs)
     labels = pipeline_names(sources, names)
-    pipelines = {name: spacy.load(source) for name, source in zip(labels, sources)}
+    pipelines = {name: load_pipeline(source) for name, source in zip(labels, sources)}
     evaluation = evaluate_pipelines(
         pipelines,
         gold,
@@ -227,6 +246,14 @@ def run_evaluation(
     )
     write_report(evaluation, output_dir, displacy_limit=displacy_limit)
     return evaluation
+
+
+def match_settings(*, min_overlap: float, text_threshold: float, text_scorer: str) -> MatchSettings:
+    """MatchSettings from command line options; a value out of range is a UserError."""
+    try:
+        return MatchSettings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer)
+    except ValueError as err:
+        raise UserError(str(err)) from err
 
 
 def evaluate_cli(
@@ -245,22 +272,18 @@ def evaluate_cli(
 ) -> None:
     """Score pipelines on the same gold data with spaCy's and the fuzzy scorer; write one report."""
     if len(paths) < 2:
-        msg.fail("give at least one pipeline and then the gold .spacy file", exits=1)
-    try:
-        settings = MatchSettings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer)
-        evaluation = run_evaluation(
-            paths[:-1],
-            Path(paths[-1]),
-            output,
-            names=names,
-            n_docs=n_docs,
-            displacy_limit=displacy_limit,
-            gpu_id=gpu_id,
-            batch_size=batch_size,
-            settings=settings,
-        )
-    except (ValueError, FileNotFoundError, OSError) as error:
-        msg.fail(str(error), exits=1)
+        raise UserError("give at least one pipeline and then the gold .spacy file")
+    evaluation = run_evaluation(
+        paths[:-1],
+        Path(paths[-1]),
+        output,
+        names=names,
+        n_docs=n_docs,
+        displacy_limit=displacy_limit,
+        gpu_id=gpu_id,
+        batch_size=batch_size,
+        settings=match_settings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer),
+    )
     from spacy_ner_project.report import md_scheme_table
 
     msg.table(summary_rows(evaluation), header=SUMMARY_HEADER, divider=True)

@@ -13,7 +13,23 @@ from typing import Any, Dict, Optional
 import typer
 from wasabi import msg
 
+from spacy_ner_project.docbin import check_docbin
+from spacy_ner_project.errors import UserError, one_line
+
 TRANSFORMER_NAME = "components.transformer.model.name"
+
+
+def check_training_paths(config_path: Path, output_path: Path, *, train: Path, dev: Path) -> None:
+    """Refuse, before training starts, a missing config, corpora that are not DocBins, or an
+    output folder that is a file: each a UserError naming the path."""
+    if not config_path.is_file():
+        kind = "is a directory" if config_path.is_dir() else "not found"
+        raise UserError(f"{config_path}: {kind}; give a training config file such as configs/ner_trf.cfg")
+    for name, corpus in (("--train", train), ("--dev", dev)):
+        if check_docbin(corpus) == 0:
+            raise UserError(f"{corpus} ({name}) holds no documents; give a .spacy DocBin with annotated documents")
+    if output_path.exists() and not output_path.is_dir():
+        raise UserError(f"{output_path} is a file; give a folder for model-best and model-last")
 
 
 def training_overrides(
@@ -28,7 +44,10 @@ def training_overrides(
     """Config overrides for one training run (the backbone only where there is one)."""
     from spacy.util import load_config
 
-    config = load_config(config_path, interpolate=False)
+    try:
+        config = load_config(config_path, interpolate=False)
+    except Exception as err:  # noqa: BLE001 - configparser and thinc raise many types for a bad config
+        raise UserError(f"{config_path} is not a valid spaCy config ({one_line(str(err))}); fix it or give another config") from err
     overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(dev)}
     if backbone:
         has_transformer = "transformer" in config.get("components", {})
@@ -45,10 +64,10 @@ def training_overrides(
 
 def train_cli(
     ctx: typer.Context,
-    config_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training config (configs/*.cfg)"),
+    config_path: Path = typer.Argument(..., help="Training config (configs/*.cfg)"),
     output_path: Path = typer.Argument(..., help="Output folder (model-best, model-last)"),
-    train: Path = typer.Option(..., "--train", exists=True, help="Training DocBin"),
-    dev: Path = typer.Option(..., "--dev", exists=True, help="Development DocBin (model selection)"),
+    train: Path = typer.Option(..., "--train", help="Training DocBin"),
+    dev: Path = typer.Option(..., "--dev", help="Development DocBin (model selection)"),
     backbone: Optional[str] = typer.Option(
         None, "--backbone", help="'embedded', a local folder or a Hugging Face name (transformer configs)"
     ),
@@ -63,6 +82,7 @@ def train_cli(
     from spacy.cli._util import parse_config_overrides
     from spacy.cli.train import train as spacy_train
 
+    check_training_paths(config_path, output_path, train=train, dev=dev)
     overrides = training_overrides(
         config_path, train=train, dev=dev, backbone=backbone, max_steps=max_steps, eval_frequency=eval_frequency
     )

@@ -5,19 +5,19 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import spacy
 import typer
 from wasabi import msg
 
-from spacy_ner_project.conll import write_atomic
-from spacy_ner_project.evaluate import Evaluation, PipelineResult, predict, read_gold
+from spacy_ner_project.conll import check_output_file, write_atomic
+from spacy_ner_project.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
 from spacy_ner_project.report import html_doc_grids, html_page, label_colors
 
 
 def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:
     """Render the first ``limit`` documents of ``data``: gold beside the pipeline's entities."""
+    check_output_file(output)
     gold = read_gold(data, n_docs=limit)
-    predictions, _ = predict(spacy.load(model), gold, batch_size=batch_size)
+    predictions, _ = predict(load_pipeline(model), gold, batch_size=batch_size)
     name = Path(model).name or str(model)
     evaluation = Evaluation(data=str(data), gold=gold, results=[PipelineResult(name, str(model), {}, predictions, {})])
     body = (
@@ -36,8 +36,5 @@ def visualize_cli(
     limit: int = typer.Option(20, "--limit", help="Number of documents to render"),
 ) -> None:
     """Render predictions beside gold with displaCy into one self-contained HTML page."""
-    try:
-        visualize(model, data, output, limit=limit)
-    except (ValueError, FileNotFoundError, OSError) as error:
-        msg.fail(str(error), exits=1)
+    visualize(model, data, output, limit=limit)
     msg.good(f"Wrote {output}")

@@ -10,7 +10,8 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
-from spacy_ner_project.conll import ConllFormatError, convert, detect_scheme, read_conll
+from spacy_ner_project.errors import UserError
+from spacy_ner_project.conll import ConllFormatError, Token, convert, detect_scheme, read_conll
 
 # Invented sentences; two documents, IOB2.
 IOB2 = """-DOCSTART- -X- -X- O
@@ -79,7 +80,7 @@ def test_round_trip_iob2(tmp_path: Path) -> None:
 
 
 def test_iob1_reads_identically(tmp_path: Path) -> None:
-    assert detect_scheme([[(1, "x", "I", "PER")]]) == "iob1"
+    assert detect_scheme([[Token(1, 3, "x", "I", "PER")]]) == "iob1"
     out1, out2 = tmp_path / "a.spacy", tmp_path / "b.spacy"
     assert convert(write(tmp_path, IOB1, "a.txt"), out1).scheme == "iob1"
     convert(write(tmp_path, IOB2, "b.txt"), out2)
@@ -132,11 +133,82 @@ def test_bad_input_names_file_and_line(tmp_path: Path, text: str, line: int, fra
     assert f"{path}:{line}:" in str(err.value) and fragment in str(err.value)
 
 
-def test_auto_detects_iob1_and_warns_on_b_after_o(tmp_path: Path) -> None:
-    # B- after O (so not IOB1-only) and I- after O: neither scheme fits
+def test_auto_detects_iob1_by_majority_and_warns_on_b_after_o(tmp_path: Path) -> None:
+    # mostly IOB1 (two entities start with I-), one B- after O: read as IOB1, a warning on that line
+    path = write(tmp_path, "Anna NNP B-NP I-PER\nsaw VBD O O\nOslo NNP B-NP I-LOC\nand CC O O\nRome NNP B-NP B-LOC\n")
+    corpus = read_conll(path)
+    assert corpus.scheme == "iob1"
+    assert corpus.warnings == [f"{path}:5:15: 'B-LOC' follows 'O'; in IOB1 'B-' only separates two adjacent "
+                               "entities of the same type; read as the start of an entity"]
+    assert corpus.documents[0].sentences[0].tags == ["B-PER", "O", "B-LOC", "O", "B-LOC"]
+
+
+# An IOB2 file (entities start with B-) with one stray I-ORG after O on line 15.
+STRAY_I = IOB2.replace("won VBD B-VP O\n", "won VBD B-VP O\nHelix NNP B-NP I-ORG\n")
+
+
+def test_a_stray_i_tag_in_an_iob2_file_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, STRAY_I)
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(path)
+    assert (err.value.line, err.value.column) == (15, 16)
+    assert str(err.value).startswith(f"{path}:15:16: 'I-ORG' follows 'O'; in IOB2 an entity starts with 'B-'")
+    assert "--scheme iob1" in str(err.value)
+    # asked for, the file is read as IOB1: the stray tag starts an entity, B- after O are warnings
+    corpus = read_conll(path, scheme="iob1")
+    assert corpus.scheme == "iob1" and len(corpus.warnings) == 5
+    assert corpus.documents[0].sentences[1].tags == ["B-LOC", "B-LOC", "O", "B-ORG", "O"]
+
+
+def test_a_tie_between_schemes_reads_iob2(tmp_path: Path) -> None:
     path = write(tmp_path, "Anna NNP B-NP B-PER\nsaw VBD O O\nOslo NNP B-NP I-LOC\n")
-    corpus = read_conll(path)  # auto: 'I-' starting an entity means IOB1; B- after O is a warning there
-    assert corpus.scheme == "iob1" and corpus.warnings
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(path)
+    assert (err.value.line, err.value.column) == (3, 15)
+
+
+@pytest.mark.parametrize(
+    "text,line,column,fragment",
+    [
+        ("Anna NNP B-NP B-PER\nJo\x00hn NNP I-NP I-PER\n", 2, 3, "U+0000"),
+        ("Anna NNP B-NP B-PER\n\ufeffJohn NNP I-NP I-PER\n", 2, 1, "U+FEFF (BYTE ORDER MARK)"),
+        ("Anna NNP B-NP B-PER\n\u200b NNP O O\n", 2, 1, "nothing but invisible"),
+        ("Anna NNP B-NP B-PER\nsaw VBD O O\n\u200b\u200d O O O\n", 3, 1, "nothing but invisible"),
+        ("Anna NNP B-NP B-PER\nSmi\u200dth NNP I-NP I-PER\n", 2, 4, "U+200D (ZERO WIDTH JOINER)"),
+        ("Anna NNP B-NP B-PER\nsaw VBD O O-\u200bX\n", 2, 13, "U+200B (ZERO WIDTH SPACE)"),  # in a tag too
+        ("Anna NNP B-NP B-PER\nsaw VBD O O\n  -DOCSTART- -X- -X- O\n", 3, 3, "-DOCSTART- inside a sentence"),
+    ],
+)
+def test_invisible_characters_and_inner_docstart_name_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int, fragment: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConllFormatError) as err:
+        read_conll(path)
+    assert (err.value.line, err.value.column) == (line, column)
+    assert str(err.value).startswith(f"{path}:{line}:{column}: ") and fragment in str(err.value)
+
+
+def test_docstart_after_a_blank_line_or_another_docstart_is_fine(tmp_path: Path) -> None:
+    text = "-DOCSTART- -X- -X- O\n-DOCSTART- -X- -X- O\n\nAnna NNP B-NP B-PER\n\n-DOCSTART- -X- -X- O\nOslo NNP B-NP B-LOC\n"
+    assert [len(d.sentences) for d in read_conll(write(tmp_path, text)).documents] == [1, 1]
+
+
+@pytest.mark.parametrize("link", ["same", "symlink", "hardlink", "relative"])
+def test_convert_refuses_its_input_as_output_before_reading(tmp_path: Path, monkeypatch, link: str) -> None:
+    source = write(tmp_path, IOB2)
+    target = {"same": source, "symlink": tmp_path / "link.spacy", "hardlink": tmp_path / "hard.spacy", "relative": Path("sub/../data.txt")}[link]
+    if link == "symlink":
+        target.symlink_to(source)
+    elif link == "hardlink":
+        target.hardlink_to(source)
+    elif link == "relative":
+        (tmp_path / "sub").mkdir()
+        monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("spacy_ner_project.conll.read_conll", lambda *a, **k: pytest.fail("read before the check"))
+    with pytest.raises(UserError, match="is the input file"):
+        convert(source, target)
+    assert source.read_text(encoding="utf-8") == IOB2
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n  \n", b"-DOCSTART- -X- -X- O\n\n"])

@@ -33,5 +33,6 @@ def test_visualize_writes_gold_and_predictions(tmp_path: Path) -> None:
 def test_visualize_reports_missing_data(tmp_path: Path) -> None:
     spacy.blank("en").to_disk(tmp_path / "blank")
     result = CliRunner().invoke(app, ["visualize", str(tmp_path / "blank"), str(tmp_path / "none.spacy"), "-o", str(tmp_path / "x.html")])
-    assert result.exit_code == 1 and "none.spacy" in result.output and "found" in result.output
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert result.output.startswith(f"✘ {tmp_path / 'none.spacy'}: not found")
     assert not (tmp_path / "x.html").exists()

@@ -1,0 +1,241 @@
+"""Every command error is one line naming the path (or value) and what to do, exit code 1,
+no traceback: bad paths, foreign or damaged .spacy files, unknown languages, unwritable outputs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import zlib
+from pathlib import Path
+from typing import List
+
+import pytest
+import spacy
+import srsly
+from spacy.tokens import DocBin, Span
+from typer.testing import CliRunner
+
+from spacy_ner_project.cli import app
+from spacy_ner_project.docbin import DocBinError, read_docbin
+
+CONLL = "Anna NNP B-NP B-PER\nsaw VBD O O\nOslo NNP B-NP B-LOC\n. . O O\n"
+
+
+def run(*args: str | Path) -> str:
+    """Run a command that must fail; returns its one line of output after checking the contract."""
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught error
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("✘ ") and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def conll(tmp_path: Path) -> Path:
+    path = tmp_path / "data.txt"
+    path.write_text(CONLL, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def gold(tmp_path: Path) -> Path:
+    nlp = spacy.blank("en")
+    doc = nlp("Anna saw Oslo .")
+    doc.ents = [Span(doc, 0, 1, "PER"), Span(doc, 2, 3, "LOC")]
+    path = tmp_path / "gold.spacy"
+    DocBin(docs=[doc]).to_disk(path)
+    return path
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Path:
+    path = tmp_path / "blank"
+    spacy.blank("en").to_disk(path)
+    return path
+
+
+FOREIGN = {  # name: (bytes, what the message says)
+    "no_attrs.spacy": (zlib.compress(srsly.msgpack_dumps({"strings": []})), "without the DocBin fields attrs"),
+    "not_msgpack.spacy": (zlib.compress(b"plain text, compressed"), "not msgpack"),
+    "msgpack_int.spacy": (zlib.compress(srsly.msgpack_dumps(5)), "msgpack of a int"),
+    "text.spacy": (b"Anna saw Oslo.\n", "not zlib-compressed"),
+    "empty.spacy": (b"", "empty"),
+}
+
+
+# ------------------------------------------------------------------------------ reader
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN))
+def test_read_docbin_names_what_is_wrong(tmp_path: Path, name: str) -> None:
+    data, fragment = FOREIGN[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DocBinError) as err:
+        read_docbin(path, vocab=spacy.blank("en").vocab)
+    assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_read_docbin_missing_and_directory(tmp_path: Path, gold: Path) -> None:
+    with pytest.raises(DocBinError, match="not found"):
+        read_docbin(tmp_path / "none.spacy", vocab=spacy.blank("en").vocab)
+    with pytest.raises(DocBinError, match="is a directory"):
+        read_docbin(tmp_path, vocab=spacy.blank("en").vocab)
+    assert [d.text for d in read_docbin(gold, vocab=spacy.blank("en").vocab)] == ["Anna saw Oslo ."]
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def test_convert_refuses_output_that_is_the_input(conll: Path) -> None:
+    line = run("convert", conll, conll)
+    assert str(conll) in line and "is the input file" in line
+    assert conll.read_text(encoding="utf-8") == CONLL
+
+
+def test_convert_refuses_a_link_to_the_input(tmp_path: Path, conll: Path) -> None:
+    for link, make in ((tmp_path / "sym.spacy", os.symlink), (tmp_path / "hard.spacy", os.link)):
+        make(conll, link)
+        assert "is the input file" in run("convert", conll, link)
+    assert conll.read_text(encoding="utf-8") == CONLL
+
+
+def test_convert_unknown_language(tmp_path: Path, conll: Path) -> None:
+    line = run("convert", conll, tmp_path / "out.spacy", "--lang", "xx_nope")
+    assert line == "✘ unknown language code 'xx_nope': use a spaCy language code such as en, de"
+    assert not (tmp_path / "out.spacy").exists()
+
+
+@pytest.mark.parametrize(
+    "make_input,fragment",
+    [(lambda tmp: tmp / "none.txt", "not found"), (lambda tmp: tmp, "is a directory")],
+)
+def test_convert_missing_or_directory_input(tmp_path: Path, make_input, fragment: str) -> None:
+    source = make_input(tmp_path)
+    line = run("convert", source, tmp_path / "out.spacy")
+    assert f"{source}: {fragment}" in line
+
+
+def test_convert_output_that_is_a_directory(tmp_path: Path, conll: Path) -> None:
+    (tmp_path / "out").mkdir()
+    line = run("convert", conll, tmp_path / "out")
+    assert f"{tmp_path / 'out'} is a directory" in line
+
+
+def test_convert_output_below_a_file(tmp_path: Path, conll: Path) -> None:
+    target = conll / "out.spacy"  # the "folder" is the CoNLL file
+    line = run("convert", conll, target)
+    assert f"cannot write {target}" in line
+
+
+def test_convert_to_a_read_only_file_system(tmp_path: Path, conll: Path, monkeypatch) -> None:
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / ".out.spacy.x.tmp"))
+
+    monkeypatch.setattr("spacy_ner_project.conll.tempfile.mkstemp", read_only)
+    line = run("convert", conll, tmp_path / "out.spacy")
+    assert f"cannot write {tmp_path / 'out.spacy'}: Read-only file system" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_convert_into_a_read_only_folder(tmp_path: Path, conll: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert f"cannot write {folder / 'out.spacy'}" in run("convert", conll, folder / "out.spacy")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_convert_bad_scheme(tmp_path: Path, conll: Path) -> None:
+    assert "scheme must be 'auto', 'iob1' or 'iob2', not 'bio'" in run("convert", conll, tmp_path / "o.spacy", "--scheme", "bio")
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN))
+def test_evaluate_on_a_foreign_file(tmp_path: Path, pipeline: Path, name: str) -> None:
+    data, fragment = FOREIGN[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    line = run("evaluate", pipeline, path, "--output", tmp_path / "report")
+    assert line.startswith(f"✘ {path}: ") and fragment in line
+    assert not (tmp_path / "report").exists()
+
+
+def test_evaluate_missing_gold(tmp_path: Path, pipeline: Path) -> None:
+    line = run("evaluate", pipeline, tmp_path / "none.spacy", "--output", tmp_path / "report")
+    assert f"{tmp_path / 'none.spacy'}: not found" in line
+
+
+@pytest.mark.parametrize("kind", ["empty_dir", "file", "missing"])
+def test_evaluate_a_pipeline_that_is_not_one(tmp_path: Path, gold: Path, kind: str) -> None:
+    source = {"empty_dir": tmp_path / "empty", "file": gold, "missing": tmp_path / "nowhere"}[kind]
+    if kind == "empty_dir":
+        source.mkdir()
+    line = run("evaluate", source, gold, "--output", tmp_path / "report")
+    assert str(source) in line and "pipeline" in line and "nlp.to_disk" in line
+
+
+def test_evaluate_output_that_is_a_file(tmp_path: Path, gold: Path, pipeline: Path) -> None:
+    (tmp_path / "report").write_text("x")
+    line = run("evaluate", pipeline, gold, "--output", tmp_path / "report")
+    assert f"{tmp_path / 'report'} is a file" in line
+
+
+def test_evaluate_bad_option_value(tmp_path: Path, gold: Path, pipeline: Path) -> None:
+    assert "min_overlap" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--min-overlap", "2")
+
+
+def test_an_os_error_anywhere_is_one_line(tmp_path: Path, gold: Path, pipeline: Path, monkeypatch) -> None:
+    target = tmp_path / "r" / "metrics.json"
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+
+    monkeypatch.setattr("spacy_ner_project.report.write_report", denied)
+    line = run("evaluate", pipeline, gold, "--output", tmp_path / "r")
+    assert line.startswith(f"✘ cannot access {target}: Permission denied")
+
+
+# --------------------------------------------------------------------------- visualize
+
+
+def test_visualize_foreign_gold_bad_pipeline_and_directory_output(tmp_path: Path, gold: Path, pipeline: Path) -> None:
+    foreign = tmp_path / "no_attrs.spacy"
+    foreign.write_bytes(FOREIGN["no_attrs.spacy"][0])
+    assert f"{foreign}: not a spaCy DocBin" in run("visualize", pipeline, foreign, "-o", tmp_path / "v.html")
+    assert "is not a spaCy pipeline" in run("visualize", tmp_path, gold, "-o", tmp_path / "v.html")
+    (tmp_path / "v").mkdir()
+    assert f"{tmp_path / 'v'} is a directory" in run("visualize", pipeline, gold, "-o", tmp_path / "v")
+
+
+# ------------------------------------------------------------------------------- train
+
+
+def train_args(tmp_path: Path, config: Path, train: Path, dev: Path, output: Path | None = None) -> List[str | Path]:
+    return ["train", config, output or tmp_path / "training", "--train", train, "--dev", dev]
+
+
+def test_train_missing_config(tmp_path: Path, gold: Path) -> None:
+    line = run(*train_args(tmp_path, tmp_path / "none.cfg", gold, gold))
+    assert f"{tmp_path / 'none.cfg'}: not found" in line and "configs/" in line
+
+
+def test_train_corpus_that_is_not_a_docbin(tmp_path: Path, gold: Path, conll: Path) -> None:
+    config = tmp_path / "x.cfg"
+    config.write_text("[nlp]\nlang = \"en\"\n")
+    assert f"{conll}: not a spaCy DocBin" in run(*train_args(tmp_path, config, conll, gold))
+    assert f"{tmp_path / 'dev.spacy'}: not found" in run(*train_args(tmp_path, config, gold, tmp_path / "dev.spacy"))
+
+
+def test_train_output_that_is_a_file_and_broken_config(tmp_path: Path, gold: Path) -> None:
+    config = tmp_path / "x.cfg"
+    config.write_text("[nlp]\nlang = \"en\"\n")
+    assert f"{config} is a file" in run(*train_args(tmp_path, config, gold, gold, output=config))
+    config.write_text("[nlp\nlang = en\n")
+    assert f"{config} is not a valid spaCy config" in run(*train_args(tmp_path, config, gold, gold))
