@@ -6,9 +6,29 @@ logic stays importable and testable without the CLI.
 
 from __future__ import annotations
 
+from typing import Any
+
+import click
 import typer
+from typer.core import TyperGroup
+
+from spacy_ner_project.errors import UserError, error_line
+
+
+class _OneLineErrors(TyperGroup):
+    """The one place where a command's UserError or OSError becomes one '✘ message' line
+    on stderr (never wrapped) and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (UserError, OSError) as error:
+            typer.secho(f"✘ {error_line(error)}", fg="red", err=True)
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="spacy_ner_project",
     help="CoNLL-2003 conversion, NER evaluation and LLM NER for spaCy.",
     no_args_is_help=True,
