@@ -222,6 +222,14 @@ def warning_summary(records: List[logging.LogRecord]) -> List[str]:
     ]
 
 
+def _is_doc_error(record: logging.LogRecord, docs: List[Doc]) -> bool:
+    """Whether a warning repeats an error kept on a doc (those are in the problem summary)."""
+    message = record.getMessage()
+    return any(
+        message.endswith(error) for doc in docs for error in (doc.user_data.get(USER_DATA_KEY) or {}).get("errors") or []
+    )
+
+
 class Progress:
     """Done / cached / failed prompts as a progress bar, fed by the model's ``on_progress``
     hook from its request threads; silent (no bar) when ``enabled`` is false."""
@@ -293,7 +301,7 @@ def evaluate_llm(
         "task_report": report,
         "model_stats": _model_stats(nlp, component),
         "problems": problem_summary(result.predictions),
-        "warnings": warning_summary(records),
+        "warnings": warning_summary([r for r in records if not _is_doc_error(r, result.predictions)]),
     }
     return metrics, result
 

@@ -8,12 +8,12 @@ from typing import List, Tuple
 import pytest
 import spacy
 import srsly
-from chat_server import ChatServer, load_replay, replay_responder
+from chat_server import ChatServer, fixed_responder, http_error, load_replay, replay_responder
 from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
-from spacy_ner_project.llm_evaluate import llm_evaluate, model_overrides, read_gold
+from spacy_ner_project.llm_evaluate import FailurePolicy, Progress, llm_evaluate, model_overrides, read_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm_ner.cfg"
@@ -74,7 +74,7 @@ def test_rerun_is_answered_from_the_cache(replay_server: ChatServer, gold_path: 
     first = llm_evaluate(CONFIG, gold_path, tmp_path / "a.json", **options)
     replay_server.reset()
     second = llm_evaluate(CONFIG, gold_path, tmp_path / "b.json", **options)
-    assert replay_server.requests == [] and second["model_stats"]["cache_hits"] == 4
+    assert replay_server.chat_requests == [] and second["model_stats"]["cache_hits"] == 4  # (GET /models: the cache identity)
     drop_speed = lambda scores: {k: v for k, v in scores.items() if k != "speed"}  # noqa: E731
     assert drop_speed(second["scores"]) == drop_speed(first["scores"]) and first["scores"]["ents_f"] == 1.0
 
@@ -112,3 +112,77 @@ def test_overrides_target_the_component_model() -> None:
         "components.llm.model.model": "m",
         "components.llm.model.cache": {"@llm_misc": "spacy_ner_project.SQLiteCache.v1", "path": "c.sqlite"},
     }
+
+
+def run_cli(server: ChatServer, gold_path: Path, tmp_path: Path, *extra: str) -> "Result":  # noqa: F821
+    args = ["llm-evaluate", str(CONFIG), str(gold_path), str(tmp_path / "m.json"), "--n-docs", "0",
+            "--base-url", server.base_url, "--cache", str(tmp_path / "c.sqlite"), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_config_defaults_suit_a_real_server(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    # a capped answer length, a stop sequence, the answer schema, and the model options from [llm]
+    result = run_cli(replay_server, gold_path, tmp_path, "--n-docs", "1", "--llm.max_tokens", "7", "--llm.cache_namespace", "x")
+    assert result.exit_code == 0, result.output
+    (request,) = replay_server.chat_requests
+    assert request.body["max_tokens"] == 7 and request.body["stop"] == ["\n\n"] and request.body["temperature"] == 0.0
+    assert request.body["format"]["required"] == ["PER", "ORG", "LOC", "MISC"]  # Ollama's structured output
+    off = run_cli(replay_server, gold_path, tmp_path / "off", "--n-docs", "1", "--llm.structured_output", "none")
+    assert off.exit_code == 0 and "format" not in replay_server.chat_requests[-1].body
+
+
+def test_every_request_failed_exits_1_with_one_summary_line(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    chat_server.fail("", *[http_error(404)] * 5)  # not retried
+    result = run_cli(chat_server, gold_path, tmp_path, "--max-failed", "1")
+    assert result.exit_code == 1, result.output
+    assert result.output.count("5 of 5 docs had failed requests") == 1
+    assert result.output.count("HTTP 404") == 1  # not one warning per doc
+    assert srsly.read_json(tmp_path / "m.json")["task_report"]["docs_with_failed_requests"] == 5
+
+
+def test_max_failed_is_a_share_of_docs(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    # one of the five sentences has no recorded answer: 404, a share of 0.2
+    assert run_cli(replay_server, gold_path, tmp_path / "a").exit_code == 1  # default 0.1
+    assert run_cli(replay_server, gold_path, tmp_path / "b", "--max-failed", "0.25").exit_code == 0
+    assert FailurePolicy(max_failed=1.0).failed(n_failed=3, n_docs=3) and not FailurePolicy(max_failed=1.0).failed(n_failed=2, n_docs=3)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FailurePolicy(max_failed=5)
+
+
+def test_unparseable_answers_are_summarised_not_failed(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    chat_server.responder = fixed_responder("I cannot help with that.")
+    result = run_cli(chat_server, gold_path, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("5 of 5 docs had unparseable answers") == 1
+    assert result.output.count("I cannot help with that") == 1
+
+
+def test_few_shot_examples_come_from_paths_train(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    result = run_cli(replay_server, gold_path, tmp_path, "--n-docs", "1", "--paths.train", str(gold_path), "--llm.n_prompt_examples", "2")
+    assert result.exit_code == 0, result.output
+    prompt = replay_server.chat_requests[0].prompt
+    assert prompt.count("Answer:") == 3  # two examples and the text
+    assert sum(prompt.count(text) for text, ents in GOLD[1:] if ents) >= 1  # examples from the gold file
+    missing = run_cli(replay_server, gold_path, tmp_path, "--paths.train", str(tmp_path / "none.spacy"))
+    assert missing.exit_code == 1 and "paths.train" in missing.output and "none.spacy" in missing.output
+
+
+def test_report_folder_is_written(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    result = run_cli(replay_server, gold_path, tmp_path, "--n-docs", "2", "--report", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "report.md").is_file()
+
+
+def test_progress_shows_done_cached_failed(capsys: pytest.CaptureFixture) -> None:
+    class Stats:
+        done, cache_hits, failures, requests, retries = 7, 3, 1, 5, 1
+
+    bar = Progress(5, enabled=True)
+    bar.update(Stats())
+    bar.close()
+    err = capsys.readouterr().err
+    assert "7/7" in err and "cached=3" in err and "failed=1" in err
+    quiet = Progress(5, enabled=False)
+    quiet.update(Stats())
+    quiet.close()
+    assert capsys.readouterr().err == ""
