@@ -53,6 +53,7 @@ app.command("llm-evaluate", context_settings={"allow_extra_args": True, "ignore_
 app.command("llm-assemble", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(llm_evaluate.llm_assemble_cli)
 app.command("serve-llm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(serve_llm.serve_llm_cli)
 app.command("visualize")(visualize.visualize_cli)
+app.command("annotate")(__import__("spacy_ner_project.commands.annotate", fromlist=["annotate_cli"]).annotate_cli)
 
 
 def main() -> None:

@@ -1,0 +1,80 @@
+"""What an annotate run reads and how it runs: the defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from spacy_ner_project.errors import UserError
+
+ENGINES = ("local", "ray")
+INPUT_FORMATS = ("auto", "jsonl", "parquet", "txt")
+OUTPUT_FORMATS = ("parquet", "jsonl")
+EXISTING = ("refuse", "overwrite", "resume")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """INPUT: a JSONL file (one JSON object a line), a Parquet file or folder, or a folder of
+    ``.txt`` files (id = the file's path relative to the folder)."""
+
+    path: Path
+    format: str = "auto"
+    id_field: str = "id"
+    text_field: str = "text"
+    # longer texts get an `error` value instead of being annotated (a 1 MB text would hold an
+    # actor for minutes and, for an LLM pipeline, be sent as dozens of shards)
+    max_chars: int = 100_000
+
+
+@dataclass(frozen=True)
+class AnnotateOptions:
+    """How to run: the engine and its resources, the output, what to do with an existing OUTPUT."""
+
+    engine: str = "local"
+    output_format: str = "parquet"
+    batch_size: int = 64
+    # local engine: processes for nlp.pipe
+    n_process: int = 1
+    # ray engine: None starts a local Ray (and shuts it down); "auto" or "HOST:PORT" joins a cluster
+    address: Optional[str] = None
+    actors: int = 2
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    # Ray restarts a dead actor and retries its batch this many times before the run fails
+    max_retries: int = 3
+    # LLM pipelines: requests in flight across all workers (None: the pipeline's concurrency)
+    llm_capacity: Optional[int] = None
+    # LLM pipelines: SQLite response cache file on each node (None: the pipeline's own path)
+    llm_cache: Optional[Path] = None
+    # also write DocBin shards (user_data kept) under OUTPUT/docbin/
+    docbin: bool = False
+    existing: str = "refuse"
+    # a Python file to import before loading the pipeline (custom components), as spaCy's --code
+    code: Optional[Path] = None
+    progress: bool = True
+    # local engine: rows per output file
+    rows_per_file: int = 10_000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.engine not in ENGINES:
+            problems.append(f"engine must be one of {ENGINES}, not {self.engine!r}")
+        if self.output_format not in OUTPUT_FORMATS:
+            problems.append(f"output format must be one of {OUTPUT_FORMATS}, not {self.output_format!r}")
+        if self.existing not in EXISTING:
+            problems.append(f"existing must be one of {EXISTING}, not {self.existing!r}")
+        if self.batch_size < 1 or self.n_process < 1 or self.actors < 1 or self.rows_per_file < 1:
+            problems.append("batch size, n_process, actors and rows per file must be at least 1")
+        if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.max_retries < 0:
+            problems.append("need cpus per actor > 0, gpus per actor >= 0 and max retries >= 0")
+        if self.llm_capacity is not None and self.llm_capacity < 1:
+            problems.append(f"llm capacity must be at least 1, not {self.llm_capacity}")
+        if problems:
+            raise UserError("; ".join(problems))
+
+    @property
+    def workers(self) -> int:
+        """Pipeline copies that run at once: actors (ray) or processes (local)."""
+        return self.actors if self.engine == "ray" else self.n_process

@@ -1,0 +1,71 @@
+"""``annotate``: run a pipeline over a corpus on this machine or on Ray, into a folder of
+Parquet or JSONL rows (id, text, entities, llm, error).
+
+    python -m spacy_ner_project annotate training/ner_cnn/model-best docs.jsonl out/
+    python -m spacy_ner_project annotate en_ner_conll03_trf texts/ out/ --engine ray --actors 8 --address auto
+
+The logic is in :mod:`spacy_ner_project.annotate`; this module parses options and shows progress.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate
+from spacy_ner_project.errors import UserError
+
+_OPTIONS = AnnotateOptions()
+_INPUT = InputSpec(Path("."))
+
+
+def annotate_cli(
+    pipeline: str = typer.Argument(..., help="Pipeline folder (e.g. training/x/model-best) or installed package name"),
+    source: Path = typer.Argument(..., metavar="INPUT", help="JSONL file, Parquet file/folder, or folder of .txt files"),
+    output: Path = typer.Argument(..., help="Output folder (created; an existing one needs --resume or --overwrite)"),
+    engine: str = typer.Option(_OPTIONS.engine, "--engine", help="local (nlp.pipe) or ray (Ray Data actors)"),
+    output_format: str = typer.Option(_OPTIONS.output_format, "--format", help="Output files: parquet or jsonl"),
+    input_format: str = typer.Option(_INPUT.format, "--input-format", help="auto, jsonl, parquet or txt"),
+    id_field: str = typer.Option(_INPUT.id_field, "--id-field", help="Field holding the id (JSONL, Parquet)"),
+    text_field: str = typer.Option(_INPUT.text_field, "--text-field", help="Field holding the text (JSONL, Parquet)"),
+    max_chars: int = typer.Option(_INPUT.max_chars, "--max-chars", help="Longer texts get an error value instead of entities"),
+    batch_size: int = typer.Option(_OPTIONS.batch_size, "--batch-size", help="Docs per nlp.pipe / actor batch"),
+    n_process: int = typer.Option(_OPTIONS.n_process, "--n-process", help="local: processes"),
+    address: Optional[str] = typer.Option(_OPTIONS.address, "--address", help="ray: cluster address ('auto', HOST:PORT); default: start a local Ray"),
+    actors: int = typer.Option(_OPTIONS.actors, "--actors", help="ray: actors, each with its own copy of the pipeline"),
+    cpus_per_actor: float = typer.Option(_OPTIONS.cpus_per_actor, "--cpus-per-actor", help="ray: CPUs per actor"),
+    gpus_per_actor: float = typer.Option(_OPTIONS.gpus_per_actor, "--gpus-per-actor", help="ray: GPUs per actor (> 0: spacy.require_gpu())"),
+    max_retries: int = typer.Option(_OPTIONS.max_retries, "--max-retries", help="ray: restarts of a dead actor / retries of its batch"),
+    llm_capacity: Optional[int] = typer.Option(_OPTIONS.llm_capacity, "--llm-capacity", help="LLM: requests the server takes at once, shared by all workers (default: the pipeline's concurrency)"),
+    llm_cache: Optional[Path] = typer.Option(_OPTIONS.llm_cache, "--llm-cache", help="LLM: SQLite response cache file (on each node's local disk)"),
+    docbin: bool = typer.Option(_OPTIONS.docbin, "--docbin", help="Also write DocBin shards to OUTPUT/docbin/"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing OUTPUT (an annotate output only) first"),
+    resume: bool = typer.Option(False, "--resume", help="Keep an existing OUTPUT and annotate only the ids it lacks"),
+    code: Optional[Path] = typer.Option(_OPTIONS.code, "--code", help="Python file registering custom components, imported by every worker"),
+) -> None:
+    """Annotate a corpus with a spaCy pipeline: entities (and the LLM task's record) per document."""
+    if overwrite and resume:
+        raise UserError("--overwrite and --resume exclude each other: choose one")
+    options = AnnotateOptions(
+        engine=engine, output_format=output_format, batch_size=batch_size, n_process=n_process,
+        address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
+        max_retries=max_retries, llm_capacity=llm_capacity, llm_cache=llm_cache, docbin=docbin,
+        existing="overwrite" if overwrite else "resume" if resume else "refuse", code=code,
+    )
+    spec = InputSpec(source, format=input_format, id_field=id_field, text_field=text_field, max_chars=max_chars)
+    if engine == "local":
+        from tqdm import tqdm
+
+        with tqdm(unit=" docs", desc="annotate") as bar:
+            summary = annotate(pipeline, spec, output, options=options, on_progress=bar.update)
+    else:
+        summary = annotate(pipeline, spec, output, options=options)  # Ray Data shows its own progress bars
+    msg.good(
+        f"{summary.rows:,} rows ({summary.errors:,} with an error, {summary.entities:,} entities) "
+        f"in {summary.seconds:.1f}s → {output}" + (f"; {summary.skipped:,} ids were already there" if summary.skipped else "")
+    )
+    if summary.errors:
+        msg.warn(f"{summary.errors:,} records could not be annotated: see the 'error' column")
