@@ -42,7 +42,7 @@ class ConllFormatError(UserError):
         super().__init__(f"{where}: {message}")
 
 
-class Token(NamedTuple):
+class RawToken(NamedTuple):
     """One token line as read: where it is, its word, and its tag split into prefix and label."""
 
     line: int
@@ -100,7 +100,7 @@ def _decode_lines(path: Path) -> List[str]:
     except IsADirectoryError:
         raise ConllFormatError(path, None, "is a directory; give the path of a CoNLL file") from None
     except OSError as err:
-        raise UserError(os_error_message(err, path=path, action="read")) from None
+        raise ConllFormatError(path, None, f"cannot read it: {err.strerror or err}; check that you may read it") from None
     if not data.strip():
         raise ConllFormatError(path, None, "the file is empty; expected CoNLL lines 'TOKEN ... TAG'")
     if data.startswith(b"\xef\xbb\xbf"):
@@ -154,14 +154,14 @@ def _check_visible(path: Path, number: int, column: int, field: str) -> None:
             )
 
 
-def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[bool, List[Token]]], bool]:
+def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[bool, List[RawToken]]], bool]:
     """Split a file into sentences of tokens; flag docstarts.
 
     Returns a list of (starts_new_document, tokens) and whether any ``-DOCSTART-`` was seen.
     """
     lines = _decode_lines(path)
-    sentences: List[Tuple[bool, List[Token]]] = []
-    current: List[Token] = []
+    sentences: List[Tuple[bool, List[RawToken]]] = []
+    current: List[RawToken] = []
     pending_docstart = False
     saw_docstart = False
     n_columns: Optional[int] = None
@@ -201,7 +201,7 @@ def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[b
             )
         tag_column = fields[-1][0]
         prefix, label = _parse_tag(path, number, tag_column, columns[-1], labels)
-        current.append(Token(number, tag_column, columns[0], prefix, label))
+        current.append(RawToken(number, tag_column, columns[0], prefix, label))
     if current:
         sentences.append((pending_docstart, current))
     if not sentences:
@@ -209,7 +209,7 @@ def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[b
     return sentences, saw_docstart
 
 
-def _violations(tokens: Sequence[Token], scheme: str) -> Iterator[Tuple[Token, str]]:
+def _violations(tokens: Sequence[RawToken], scheme: str) -> Iterator[Tuple[RawToken, str]]:
     """Yield (token, message) for each tag the scheme forbids in one sentence."""
     previous = "O"  # label of the previous token ("O" for outside)
     for token in tokens:
@@ -247,7 +247,7 @@ class SchemeEvidence:
         return "iob2" if self.b_starts else None
 
 
-def scheme_evidence(sentences: Iterable[Sequence[Token]]) -> SchemeEvidence:
+def scheme_evidence(sentences: Iterable[Sequence[RawToken]]) -> SchemeEvidence:
     i_starts = b_starts = 0
     for tokens in sentences:
         i_starts += sum(1 for _ in _violations(tokens, "iob2"))
@@ -255,12 +255,12 @@ def scheme_evidence(sentences: Iterable[Sequence[Token]]) -> SchemeEvidence:
     return SchemeEvidence(i_starts=i_starts, b_starts=b_starts)
 
 
-def detect_scheme(sentences: Iterable[Sequence[Token]]) -> Optional[str]:
+def detect_scheme(sentences: Iterable[Sequence[RawToken]]) -> Optional[str]:
     """'iob1', 'iob2' or None (either reads the same): see :attr:`SchemeEvidence.scheme`."""
     return scheme_evidence(sentences).scheme
 
 
-def _to_iob2(tokens: Sequence[Token]) -> List[str]:
+def _to_iob2(tokens: Sequence[RawToken]) -> List[str]:
     tags: List[str] = []
     previous = "O"
     for _, _, _, prefix, label in tokens:

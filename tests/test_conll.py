@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
 from spacy_ner_project.errors import UserError
-from spacy_ner_project.conll import ConllFormatError, Token, convert, detect_scheme, read_conll
+from spacy_ner_project.conll import ConllFormatError, RawToken, convert, detect_scheme, read_conll
 
 # Invented sentences; two documents, IOB2.
 IOB2 = """-DOCSTART- -X- -X- O
@@ -80,7 +80,7 @@ def test_round_trip_iob2(tmp_path: Path) -> None:
 
 
 def test_iob1_reads_identically(tmp_path: Path) -> None:
-    assert detect_scheme([[Token(1, 3, "x", "I", "PER")]]) == "iob1"
+    assert detect_scheme([[RawToken(1, 3, "x", "I", "PER")]]) == "iob1"
     out1, out2 = tmp_path / "a.spacy", tmp_path / "b.spacy"
     assert convert(write(tmp_path, IOB1, "a.txt"), out1).scheme == "iob1"
     convert(write(tmp_path, IOB2, "b.txt"), out2)
