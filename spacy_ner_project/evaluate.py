@@ -31,7 +31,7 @@ from spacy_ner_project.conll import DOC_ID_KEY
 from spacy_ner_project.docbin import read_docbin
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.matching import MODES, MatchSettings
-from spacy_ner_project.span_scorer import NO_ENTITY, boundary_confusion, score_fuzzy_ents, score_key
+from spacy_ner_project.span_scorer import NO_ENTITY, boundary_confusion, score_fuzzy_ents
 
 DEFAULT_SETTINGS = MatchSettings()
 EntitySet = frozenset  # of (start_char, end_char, label)
@@ -197,46 +197,26 @@ def evaluate_pipelines(
     return Evaluation(data=data, gold=list(gold), results=results, settings=settings)
 
 
-def summary_rows(evaluation: Evaluation) -> List[Tuple[str, ...]]:
-    """Pipeline, spaCy F, each mode's F, words/s: the console and report summary."""
-
-    def pct(value: Optional[float]) -> str:
-        return "-" if value is None else f"{100 * value:.2f}"
-
-    rows = []
-    for r in evaluation.results:
-        f_scores = [pct(r.scores.get("ents_f"))] + [pct(r.scores.get(score_key(m, "f"))) for m in MODES]
-        speed = r.scores.get("speed")
-        rows.append((r.name, *f_scores, "-" if speed is None else f"{speed:.0f}"))
-    return rows
-
-
-SUMMARY_HEADER = ("Pipeline", "spaCy F", *(f"{m} F" for m in MODES), "words/s")
-
-
 def run_evaluation(
     sources: Sequence[str],
     data_path: Path,
-    output_dir: Path,
     *,
     names: Optional[Sequence[str]] = None,
     n_docs: Optional[int] = None,
-    displacy_limit: int = 10,
     gpu_id: int = -1,
     batch_size: int = 64,
     settings: MatchSettings = DEFAULT_SETTINGS,
 ) -> Evaluation:
-    """Load the pipelines (paths or package names), score them on ``data_path`` and write the report."""
-    from spacy_ner_project.report import write_report
-
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"{output_dir} is a file; --output names the report directory, give a new or existing folder")
+    """Load the pipelines (paths or package names) and score them on ``data_path``."""
     if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
+        try:
+            spacy.require_gpu(gpu_id)
+        except ValueError as err:  # no GPU, or no cupy
+            raise UserError(f"--gpu-id {gpu_id}: {err}; use --gpu-id -1 for the CPU") from err
     gold = read_gold(data_path, n_docs=n_docs)
     labels = pipeline_names(sources, names)
     pipelines = {name: load_pipeline(source) for name, source in zip(labels, sources)}
-    evaluation = evaluate_pipelines(
+    return evaluate_pipelines(
         pipelines,
         gold,
         data=str(data_path),
@@ -244,8 +224,6 @@ def run_evaluation(
         batch_size=batch_size,
         settings=settings,
     )
-    write_report(evaluation, output_dir, displacy_limit=displacy_limit)
-    return evaluation
 
 
 def match_settings(*, min_overlap: float, text_threshold: float, text_scorer: str) -> MatchSettings:
@@ -271,21 +249,22 @@ def evaluate_cli(
     text_scorer: str = typer.Option(DEFAULT_SETTINGS.text_scorer, help="text mode: rapidfuzz.fuzz scorer"),
 ) -> None:
     """Score pipelines on the same gold data with spaCy's and the fuzzy scorer; write one report."""
+    from spacy_ner_project.report import SUMMARY_HEADER, md_scheme_table, summary_rows, write_report
+
     if len(paths) < 2:
         raise UserError("give at least one pipeline and then the gold .spacy file")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output} is a file; --output names the report directory, give a new or existing folder")
     evaluation = run_evaluation(
         paths[:-1],
         Path(paths[-1]),
-        output,
         names=names,
         n_docs=n_docs,
-        displacy_limit=displacy_limit,
         gpu_id=gpu_id,
         batch_size=batch_size,
         settings=match_settings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer),
     )
-    from spacy_ner_project.report import md_scheme_table
-
+    write_report(evaluation, output, displacy_limit=displacy_limit)
     msg.table(summary_rows(evaluation), header=SUMMARY_HEADER, divider=True)
     print(md_scheme_table(evaluation, "spacy"))
     msg.good(f"Report written to {output} (metrics.json, report.md, report.html)")

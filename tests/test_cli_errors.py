@@ -191,6 +191,14 @@ def test_evaluate_bad_option_value(tmp_path: Path, gold: Path, pipeline: Path) -
     assert "min_overlap" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--min-overlap", "2")
 
 
+def test_evaluate_gpu_that_is_not_there(tmp_path: Path, gold: Path, pipeline: Path, monkeypatch) -> None:
+    def no_gpu(gpu_id: int) -> None:
+        raise ValueError("GPU is not accessible. Was the library installed correctly?")
+
+    monkeypatch.setattr("spacy_ner_project.evaluate.spacy.require_gpu", no_gpu)
+    assert "--gpu-id 0: GPU is not accessible" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--gpu-id", "0")
+
+
 def test_an_os_error_anywhere_is_one_line(tmp_path: Path, gold: Path, pipeline: Path, monkeypatch) -> None:
     target = tmp_path / "r" / "metrics.json"
 
