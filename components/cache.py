@@ -142,6 +142,10 @@ def _open(path: Path) -> sqlite3.Connection:
         # isolation_level=None: autocommit, every INSERT is durable when it returns.
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:
+        if not path.exists():
+            raise ResponseCacheError(
+                f"cannot create the response cache {path}: its folder is not writable ({err}); {_ELSEWHERE}"
+            ) from err
         raise ResponseCacheError(f"cannot open the response cache {path} ({err}): {_ELSEWHERE}") from err
     try:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

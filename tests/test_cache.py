@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ from chat_server import ChatServer, http_error
 from spacy_llm.registry import registry as llm_registry
 from thinc.api import Config
 
-from spacy_ner_project.components.cache import ResponseCache, cache_key, model_identity
+from spacy_ner_project.components.cache import ResponseCache, ResponseCacheError, cache_key, model_identity
 from spacy_ner_project.components.models import CachedModel, FailedResponse, OpenAICompatibleModel
 
 PROMPTS = [f"prompt {i}" for i in range(6)]
@@ -219,3 +221,155 @@ def test_closed_cache_says_so(tmp_path: Path) -> None:
     cache.close()
     with pytest.raises(RuntimeError, match="closed"):
         cache.get("m", "p")
+
+
+# -- what identifies the served model -------------------------------------------------------
+
+
+def test_the_served_model_is_part_of_the_cache_key(chat_server: ChatServer, tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    chat_server.models = [{"id": "gemma-3-270m.gguf", "object": "model", "owned_by": "llamacpp", "meta": {"n_params": 1}}]
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    ask(make_model(chat_server, cache), PROMPTS[:2])  # same server, same model: hits
+    assert len(chat_server.chat_requests) == 2
+    # restarted with another GGUF, same base_url and model name: misses
+    chat_server.models = [{"id": "smollm2-135m.gguf", "object": "model", "owned_by": "llamacpp", "meta": {"n_params": 2}}]
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    assert len(chat_server.chat_requests) == 4
+    # the same id with other file metadata (llama.cpp's meta) is another model too
+    chat_server.models[0]["meta"] = {"n_params": 3}
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    assert len(chat_server.chat_requests) == 6
+
+
+def test_only_the_configured_models_entry_counts_when_listed(chat_server: ChatServer, tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    chat_server.models = [{"id": "test-model", "created": 1}, {"id": "other", "created": 1}]
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    # OpenAI adds a model to the list, vLLM stamps "created" with the request time: still hits
+    chat_server.models = [{"id": "test-model", "created": 2}, {"id": "other"}, {"id": "new"}]
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    assert len(chat_server.chat_requests) == 2
+
+
+def test_identity_is_asked_once_on_first_use_never_at_construction(chat_server: ChatServer, tmp_path: Path) -> None:
+    model = make_model(chat_server, ResponseCache(tmp_path / "c.sqlite"))
+    assert chat_server.requests == []
+    ask(model, PROMPTS[:2])
+    ask(model, PROMPTS[2:4])
+    assert [r.path for r in chat_server.requests if r.method == "GET"] == ["/v1/models"]
+
+
+def test_without_a_models_route_the_configured_identity_is_used_and_said_once(
+    chat_server: ChatServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    chat_server.models = None
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    model = make_model(chat_server, cache)
+    with caplog.at_level(logging.WARNING, logger="spacy_ner_project.llm"):
+        ask(model, PROMPTS[:2])
+        ask(model, PROMPTS[:2])
+    assert len(chat_server.chat_requests) == 2 and model.model_id == model.configured_id
+    (record,) = [r for r in caplog.records if r.name == "spacy_ner_project.llm"]
+    assert "/v1/models" in record.getMessage() and "cache_namespace" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"cache_namespace": "chat-template-b"}, {"structured_output": {"format": {"type": "object"}}}],
+    ids=["namespace", "structured-output"],
+)
+def test_namespace_and_structured_output_are_part_of_the_key(
+    chat_server: ChatServer, tmp_path: Path, change: Dict[str, Any]
+) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    ask(make_model(chat_server, cache), PROMPTS[:2])
+    ask(make_model(chat_server, cache, **change), PROMPTS[:2])
+    ask(make_model(chat_server, cache, **change), PROMPTS[:2])
+    assert len(chat_server.chat_requests) == 4
+
+
+# -- answers the caller cannot use are not cached ---------------------------------------------
+
+
+def is_json_object(answer: str) -> bool:
+    return answer.strip().startswith("{")
+
+
+def test_answers_that_fail_cache_check_are_returned_but_not_cached(chat_server: ChatServer, tmp_path: Path) -> None:
+    chat_server.responder = lambda prompt: "Sorry, I cannot help." if prompt == "prompt 1" else "{}"
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    model = make_model(chat_server, cache, cache_check=is_json_object)
+    assert ask(model, PROMPTS[:3]) == ["{}", "Sorry, I cannot help.", "{}"]
+    assert len(cache) == 2 and model.stats.uncached_unusable == 1 and model.stats.answered == 3
+    ask(make_model(chat_server, cache, cache_check=is_json_object), PROMPTS[:3])
+    assert [r.prompt for r in chat_server.chat_requests[3:]] == ["prompt 1"]  # asked again
+
+
+def test_an_unusable_answer_cached_before_is_asked_again(chat_server: ChatServer, tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    model = make_model(chat_server, cache, cache_check=is_json_object)
+    cache.put(model.model_id, "prompt 0", "prose from an older run")
+    assert ask(model, PROMPTS[:1]) == ["{}"] and [r.prompt for r in chat_server.chat_requests] == ["prompt 0"]
+    assert cache.get(model.model_id, "prompt 0") == "{}"
+
+
+def test_cached_model_honours_cache_check(tmp_path: Path) -> None:
+    inner = CountingModel()
+    model = CachedModel(model=inner, cache=ResponseCache(tmp_path / "c.sqlite"), model_id="m", cache_check=lambda a: a != "JUNK")
+    model([["junk"], ["fine"]])
+    model([["junk"], ["fine"]])
+    assert inner.calls == [[["junk"]], [["fine"]], [["junk"]]]
+    assert model.stats.uncached_unusable == 2 and model.stats.cache_hits == 1
+
+
+# -- cache paths that cannot hold the cache ---------------------------------------------------
+
+
+def test_a_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ResponseCacheError, match=f"{tmp_path}.* is a directory.*paths.llm_cache"):
+        ResponseCache(tmp_path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, just some text that is long enough to be a header" * 20)
+    with pytest.raises(ResponseCacheError, match=r"notes\.txt is not an SQLite response cache.*delete it or point paths\.llm_cache"):
+        ResponseCache(path)
+    assert path.read_text().startswith("not a database")
+
+
+def test_another_programs_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    with pytest.raises(ResponseCacheError, match=r"other\.sqlite is not an SQLite response cache"):
+        ResponseCache(path)
+    with sqlite3.connect(path) as db:
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_a_folder_that_cannot_be_created_is_refused_naming_the_path(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    path = tmp_path / "a-file" / "cache.sqlite"
+    with pytest.raises(ResponseCacheError, match=r"a-file/cache\.sqlite.*point paths\.llm_cache"):
+        ResponseCache(path)
+
+
+def test_a_folder_that_is_not_writable_is_refused_naming_the_path(tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("this user can write to a mode 555 folder (root)")
+        with pytest.raises(ResponseCacheError, match=r"read-only/cache\.sqlite.*not writable"):
+            ResponseCache(folder / "cache.sqlite")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_no_one_can_write_is_refused_naming_the_path() -> None:
+    with pytest.raises(ResponseCacheError, match=r"/proc/snp-cache\.sqlite: its folder is not writable.*paths\.llm_cache"):
+        ResponseCache(Path("/proc") / "snp-cache.sqlite")

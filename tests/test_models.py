@@ -221,3 +221,57 @@ def test_runs_inside_a_spacy_llm_pipeline(chat_server: ChatServer) -> None:
     docs = list(nlp.pipe(["Sam flew to Paris.", "Nothing here."], batch_size=2))
     assert len(chat_server.requests) == 1  # NoOp's prompt is the same for both docs
     assert all(doc.user_data["llm_io"]["llm"]["response"] == ["{}"] for doc in docs)
+
+
+def test_registered_defaults_are_the_class_constants() -> None:
+    import inspect
+
+    from spacy_ner_project.components.models import openai_compatible_v1
+
+    constants = {
+        "api_key_env": OpenAICompatibleModel.DEFAULT_API_KEY_ENV,
+        "timeout": OpenAICompatibleModel.DEFAULT_TIMEOUT,
+        "max_retries": OpenAICompatibleModel.DEFAULT_MAX_RETRIES,
+        "concurrency": OpenAICompatibleModel.DEFAULT_CONCURRENCY,
+        "config": OpenAICompatibleModel.DEFAULT_CONFIG,
+        "context_length": OpenAICompatibleModel.DEFAULT_CONTEXT_LENGTH,
+        "backoff": OpenAICompatibleModel.DEFAULT_BACKOFF,
+        "max_backoff": OpenAICompatibleModel.DEFAULT_MAX_BACKOFF,
+        "max_retry_wait": OpenAICompatibleModel.DEFAULT_MAX_RETRY_WAIT,
+        "structured_output": OpenAICompatibleModel.DEFAULT_STRUCTURED_OUTPUT,
+        "cache_namespace": OpenAICompatibleModel.DEFAULT_CACHE_NAMESPACE,
+        "cache": None,
+        "cache_check": None,
+    }
+    for function in (openai_compatible_v1, OpenAICompatibleModel.__init__):
+        parameters = inspect.signature(function).parameters
+        defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+        assert defaults == constants, function.__qualname__
+    assert dict(OpenAICompatibleModel.DEFAULT_CONFIG) == {"temperature": 0.0}
+
+
+def test_the_class_default_config_is_sent(chat_server: ChatServer) -> None:
+    ask(OpenAICompatibleModel(base_url=chat_server.base_url, model="m"), ["x"])
+    assert chat_server.requests[0].body["temperature"] == 0.0
+
+
+def test_structured_output_is_merged_into_every_request(chat_server: ChatServer) -> None:
+    schema = {"response_format": {"type": "json_object", "schema": {"type": "object"}}}
+    model = make_model(chat_server, config={"max_tokens": 64}, structured_output=schema)
+    ask(model, ["a"], ["b"])
+    for request in chat_server.requests:
+        assert request.body["response_format"] == schema["response_format"] and request.body["max_tokens"] == 64
+    with pytest.raises(ValueError, match="both set response_format"):
+        make_model(chat_server, config={"response_format": {"type": "text"}}, structured_output=schema)
+
+
+def test_on_progress_sees_each_finished_request(chat_server: ChatServer) -> None:
+    chat_server.fail("bad", http_error(401))
+    model = make_model(chat_server, concurrency=2)
+    seen: List[Any] = []
+    model.on_progress = seen.append
+    ask(model, ["a"], ["b"], ["bad"], ["a"])
+    assert len(seen) == 3 and sorted(s.done for s in seen) == [1, 2, 3]
+    last = max(seen, key=lambda s: s.done)
+    assert (last.answered, last.failures, last.prompts) == (2, 1, 4)
+    assert seen[0] is not model.stats  # a snapshot, not the live counters

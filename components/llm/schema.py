@@ -23,7 +23,9 @@ Styles, by server:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Union
+
+from spacy_llm.util import split_labels
 
 Schema = Dict[str, Any]
 
@@ -59,17 +61,21 @@ _STYLES: Mapping[str, Callable[[Schema], Dict[str, Any]]] = {
 STYLES = tuple(_STYLES)
 
 
-def structured_output_fields(labels: List[str], *, style: str) -> Dict[str, Any]:
-    """The extra request fields that ask for answers in the entity schema, in a server's style."""
+def structured_output_fields(labels: Union[List[str], str], *, style: str) -> Dict[str, Any]:
+    """The extra request fields that ask for answers in the entity schema, in a server's style.
+
+    labels: a list, or a comma-separated string as JsonNER.v1 takes them.
+    """
     if style not in _STYLES:
         raise ValueError(f"style must be one of {', '.join(map(repr, STYLES))}; got {style!r}")
-    return _STYLES[style](entity_json_schema(list(labels)))
+    return _STYLES[style](entity_json_schema(split_labels(labels) if isinstance(labels, str) else list(labels)))
 
 
-def entity_schema_v1(labels: List[str], style: str = "openai") -> Dict[str, Any]:
+def entity_schema_v1(labels: Union[List[str], str], style: str = "openai") -> Dict[str, Any]:
     """Registered as ``spacy_ner_project.EntitySchema.v1`` (llm_misc).
 
-    labels (List[str]): The answer's keys, e.g. ["PER", "ORG", "LOC", "MISC"] (the task's labels).
+    labels (Union[List[str], str]): The answer's keys, e.g. ["PER", "ORG", "LOC", "MISC"] or
+        "PER,ORG,LOC,MISC" (the task's labels: ``${llm.labels}`` in configs/llm_ner.cfg).
     style (str): "openai" (OpenAI, vLLM, llama.cpp's llama-server), "llama-cpp-python",
         "ollama", or "none" (no structured output).
     RETURNS (Dict[str, Any]): Request fields for OpenAICompatible.v1's ``structured_output``.
