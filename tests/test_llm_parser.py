@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, List, Tuple
 
 import pytest
+from spacy_llm.registry import registry as llm_registry
 
-from spacy_ner_project.components.llm.parser import DEFAULT_LABEL_MAP, ParsedAnswer, normalize_label
-from spacy_ner_project.components.llm.parser import parse_answer, parse_json_responses
-from spacy_ner_project.components.llm.registry import make_label_map_v1
+from spacy_ner_project.components.llm.parser import DEFAULT_LABEL_MAP, ParsedAnswer, is_usable_answer
+from spacy_ner_project.components.llm.parser import normalize_label, parse_answer, parse_json_responses
+from spacy_ner_project.components.llm.registry import make_label_map_v1, make_usable_answer_check_v1
 from spacy_ner_project.components.models import FailedResponse
 
 LABELS = ["PER", "ORG", "LOC", "MISC"]
@@ -166,3 +167,68 @@ def test_task_parser_records_failed_requests_and_non_text() -> None:
     assert answers[0][0].error == "request failed: HTTP 500 after 5 retries"
     assert answers[0][1].entities == [("PER", "Sam")]
     assert answers[1][0].error and "NoneType" in answers[1][0].error
+
+
+# --- echoed json_ner.v2 prompts and usable answers (issue 10 item 3) ---------------------------
+
+V2_ECHO = (
+    'Answer with JSON only, in this form:\n{"PER": [...], "ORG": [...], "LOC": [...], "MISC": [...]}\n\n'
+    "Examples:\n\n<document-1a2b3c4d>\nSam is here.\n</document-1a2b3c4d>\n"
+    'Answer: {"PER": ["Sam"], "ORG": [], "LOC": [], "MISC": []}\n\n'
+    "<document-99aa77bb>\nAnn met Bob.\n</document-99aa77bb>\nAnswer:"
+)
+
+
+@pytest.mark.parametrize(
+    "response,expected",
+    [
+        (V2_ECHO, None),
+        (V2_ECHO + ' {"PER": ["Ann", "Bob"]}', [("PER", "Ann"), ("PER", "Bob")]),
+        (V2_ECHO + ' {"PER": []}', []),
+        (V2_ECHO.rsplit("\n</document-99aa77bb>", 1)[0], None),  # echo cut off inside the document
+    ],
+    ids=["echo-only", "echo-then-answer", "echo-then-empty-answer", "echo-stops-inside-document"],
+)
+def test_echoed_v2_prompt_never_yields_the_examples_answers(response: str, expected: Any) -> None:
+    parsed = parse(response)
+    if expected is None:
+        assert parsed.entities == [] and parsed.error and "repeats the prompt" in parsed.error
+    else:
+        assert parsed.error is None and parsed.entities == expected
+
+
+@pytest.mark.parametrize(
+    "response,usable",
+    [
+        ('{"PER": [], "ORG": [], "LOC": [], "MISC": []}', True),
+        ('{"PER": ["Sam"]}', True),
+        ('```json\n{"Person": []}\n```', True),
+        ('[{"text": "Sam", "label": "PERSON"}]', True),
+        ('{"PER": ["Sam"], "ORG": ["Acme Co', True),  # truncated, still an entity list
+        ("", False),
+        ("I could not find any entities.", False),
+        ("{}", False),
+        ("[]", False),
+        ('{"FOOD": ["pizza"]}', False),
+        ('{"a": 1}', False),
+        (V2_ECHO, False),
+        (V2_ECHO + ' {"PER": []}', True),
+    ],
+)
+def test_is_usable_answer(response: str, usable: bool) -> None:
+    assert is_usable_answer(response, labels=LABELS, label_map=DEFAULT_LABEL_MAP) is usable
+
+
+def test_labels_answered_lists_task_labels_even_without_strings() -> None:
+    assert parse('{"PERSON": [], "FOOD": ["x"], "LOC": ["Paris"], "PER": ["Sam"]}').labels_answered == ["PER", "LOC"]
+
+
+def test_usable_answer_check_is_registered_and_uses_the_label_map() -> None:
+    make = llm_registry.llm_misc.get("spacy_ner_project.UsableAnswerCheck.v1")
+    assert make is make_usable_answer_check_v1
+    check = make(labels="PER,ORG")
+    assert check('{"Person": []}') and not check('{"LOC": ["Paris"]}') and not check("no idea")
+    custom = make(labels=["ORG"], label_map={"Company": "ORG"})
+    assert custom('{"company": ["Acme"]}') and not custom('{"organization": ["Acme"]}')
+    with pytest.raises(ValueError, match="labels"):
+        make(labels=[])

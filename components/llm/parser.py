@@ -13,6 +13,11 @@ Two answer shapes are understood:
 * a list of entity objects: ``[{"text": "Sam", "label": "PER"}, ...]`` (also ``entity``/``name``
   for the text, ``type``/``entity_type``/``category`` for the label).
 
+A response that contains a document tag of the json_ner.v2 prompt (``<document-ID>`` or
+``</document-ID>``) repeats the prompt: only what follows the last closing tag can be the answer
+(so the examples' answers and the format line of an echoed prompt are never taken for it), and
+a response whose last tag opens a document has none.
+
 Label names go through a label map (PERSON/Person/per -> PER, ORGANIZATION -> ORG, GPE -> LOC,
 MISCELLANEOUS -> MISC ...) and are then matched case-insensitively against the task's labels.
 Labels that still match nothing are returned as ``unknown`` with their strings, never dropped.
@@ -24,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import json_repair
+
+from .util import DOCUMENT_TAG_RE
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.tokens import Doc
@@ -58,11 +65,14 @@ class ParsedAnswer:
 
     entities: (task label, string) pairs in the order given.
     unknown: (label as written by the LLM, string) pairs whose label maps to no task label.
+    labels_answered: task labels the answer has (a key, or an entity object's label), in
+        first-seen order, also those with no strings (``{"PER": []}`` answers PER).
     error: why nothing could be parsed (None when an answer was found, even an empty one).
     """
 
     entities: List[Tuple[str, str]] = field(default_factory=list)
     unknown: List[Tuple[str, str]] = field(default_factory=list)
+    labels_answered: List[str] = field(default_factory=list)
     error: Optional[str] = None
 
 
@@ -194,6 +204,15 @@ def parse_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str
     """Entities in one LLM response (see the module docstring for what is accepted)."""
     if not response or not response.strip():
         return ParsedAnswer(error="empty response")
+    last_tag = None
+    for last_tag in DOCUMENT_TAG_RE.finditer(response):
+        pass
+    if last_tag is not None:
+        if not last_tag.group(1):
+            return ParsedAnswer(error="the response repeats the prompt and stops inside a document")
+        response = response[last_tag.end() :]
+        if response.strip() in ("", "Answer:"):
+            return ParsedAnswer(error="the response repeats the prompt and has no answer after its last document")
     try:
         value = json_repair.repair_json(response, return_objects=True)
     except Exception as err:  # json_repair is lenient; anything it raises means "unparseable"
@@ -206,12 +225,26 @@ def parse_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str
     to_task_label = LabelNormalizer(labels=labels, label_map=label_map)
     for raw_label, raw_value in answer:
         label = to_task_label(raw_label)
+        if label is not None and label not in parsed.labels_answered:
+            parsed.labels_answered.append(label)
         for string in _strings(raw_value):
             if label is None:
                 parsed.unknown.append((raw_label, string))
             else:
                 parsed.entities.append((label, string))
     return parsed
+
+
+def is_usable_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> bool:
+    """Whether ``response`` yields an entity list for ``labels`` (worth caching, see models' cache_check).
+
+    True when ``parse_answer`` finds an answer that has at least one task label, even with no
+    entities (``{"PER": [], "ORG": []}``). False for an empty response, prose without JSON, an
+    echoed json_ner.v2 prompt without an answer after it, and JSON without any task label
+    (``{}``, ``[]``, ``{"FOOD": [...]}`` when FOOD maps to no label): asking again may help.
+    """
+    parsed = parse_answer(response, labels=labels, label_map=label_map)
+    return parsed.error is None and bool(parsed.labels_answered)
 
 
 def parse_json_responses(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from spacy_llm.registry.reader import fewshot_reader
 from spacy_llm.tasks.util.sharding import make_shard_mapper
@@ -11,23 +11,27 @@ from spacy_llm.util import split_labels
 
 from spacy_ner_project.align import AlignOptions
 
-from .parser import DEFAULT_LABEL_MAP, parse_json_responses
+from .parser import DEFAULT_LABEL_MAP, is_usable_answer, parse_json_responses
 from .task import JsonNERTask
 from .util import DEFAULT_LABEL_DEFINITIONS, JsonNERExample, ner_score, read_template
 
 DEFAULT_JSON_NER_TEMPLATE_V1 = read_template("json_ner.v1")
+DEFAULT_JSON_NER_TEMPLATE_V2 = read_template("json_ner.v2")
+# the alignment defaults are AlignOptions' own (one place): the registered function reads them here
+_ALIGN_DEFAULTS = AlignOptions()
 
 
 def make_json_ner_task_v1(
     labels: Union[List[str], str] = [],
-    template: str = DEFAULT_JSON_NER_TEMPLATE_V1,
+    template: str = DEFAULT_JSON_NER_TEMPLATE_V2,
     label_definitions: Optional[Dict[str, str]] = None,
     examples: ExamplesConfigType = None,
     label_map: Optional[Dict[str, str]] = None,
     existing_ents: str = "keep",
-    fuzzy_cutoff: Optional[float] = 88.0,
-    max_fuzzy_tokens: int = 10,
-    strip_possessive: bool = True,
+    fuzzy_cutoff: Optional[float] = _ALIGN_DEFAULTS.fuzzy_cutoff,
+    max_fuzzy_tokens: int = _ALIGN_DEFAULTS.max_fuzzy_tokens,
+    min_fuzzy_chars: int = _ALIGN_DEFAULTS.min_fuzzy_chars,
+    strip_possessive: bool = _ALIGN_DEFAULTS.strip_possessive,
     shard_mapper: Optional[ShardMapper] = None,
     shard_overlap: int = 16,
     parse_responses: Optional[Callable[..., Iterable[Any]]] = None,
@@ -37,7 +41,12 @@ def make_json_ner_task_v1(
 
     labels: labels as a list or comma-separated string; empty: set at initialize (from the
         [initialize.components.llm] `labels`, or inferred from the examples).
-    template: Jinja prompt template; gets text, labels, label_definitions, answer_format, examples.
+    template: Jinja prompt template; gets text, document_tag, labels, label_definitions,
+        answer_format and examples (each with text, tag and answer). Default json_ner.v2, which
+        puts every text between <document-ID> and </document-ID> tags that occur in no text
+        (util.document_tags), so a text cannot close its block. json_ner.v1 (the text in
+        triple single quotes) is kept for saved pipelines (their config holds the template text)
+        and for ``util.read_template("json_ner.v1")``.
     label_definitions: label -> short definition for the prompt; None: CoNLL-2003 definitions
         for PER/ORG/LOC/MISC. Pass {} for none.
     examples: few-shot examples, e.g. ``@misc = "spacy.FewShotReader.v1"`` over a JSON/JSONL/YAML
@@ -48,7 +57,8 @@ def make_json_ner_task_v1(
         Build one with ``@llm_misc = "spacy_ner_project.LabelMap.v1"``.
     existing_ents: "keep" (entities set earlier stay; LLM spans that overlap them are dropped)
         or "overwrite" (the LLM's entities replace them).
-    fuzzy_cutoff / max_fuzzy_tokens / strip_possessive: alignment (spacy_ner_project.align).
+    fuzzy_cutoff / max_fuzzy_tokens / min_fuzzy_chars / strip_possessive: alignment
+        (spacy_ner_project.align.AlignOptions, whose defaults these are).
     shard_mapper: spacy-llm shard mapper for docs whose prompt exceeds the model's context
         length (default spacy.ShardMapper.v1); the task makes shards overlap by
         ``shard_overlap`` tokens and maps answers onto the original doc.
@@ -66,7 +76,10 @@ def make_json_ner_task_v1(
         shard_mapper=shard_mapper or make_shard_mapper(),
         shard_overlap=shard_overlap,
         align_options=AlignOptions(
-            fuzzy_cutoff=fuzzy_cutoff, max_fuzzy_tokens=max_fuzzy_tokens, strip_possessive=strip_possessive
+            fuzzy_cutoff=fuzzy_cutoff,
+            max_fuzzy_tokens=max_fuzzy_tokens,
+            min_fuzzy_chars=min_fuzzy_chars,
+            strip_possessive=strip_possessive,
         ),
         existing_ents=existing_ents,
         scorer=scorer or ner_score,
@@ -82,6 +95,28 @@ def make_label_map_v1(mapping: Dict[str, str] = {}, include_defaults: bool = Tru
     """
     base = dict(DEFAULT_LABEL_MAP) if include_defaults else {}
     return {**base, **mapping}
+
+
+def make_usable_answer_check_v1(
+    labels: Union[List[str], str] = [], label_map: Optional[Dict[str, str]] = None
+) -> Callable[[str], bool]:
+    """``spacy_ner_project.UsableAnswerCheck.v1``: a predicate "is this response worth caching?".
+
+    For a model's ``cache_check``: True when the response yields an entity list for the task
+    (``parser.is_usable_answer``: at least one of ``labels`` answered, even with no entities),
+    False for prose, an echoed prompt or JSON without a task label, which are then not cached.
+    labels: the task's labels (list or comma-separated); label_map: as JsonNER.v1's (None: the
+    default map).
+    """
+    task_labels: Sequence[str] = split_labels(labels)
+    if not task_labels:
+        raise ValueError("UsableAnswerCheck.v1 needs the task's labels, e.g. labels = ${llm.labels}")
+    mapping = DEFAULT_LABEL_MAP if label_map is None else dict(label_map)
+
+    def check(response: str) -> bool:
+        return is_usable_answer(response, labels=task_labels, label_map=mapping)
+
+    return check
 
 
 def read_prompt_examples_v1(path: Optional[str] = None) -> Callable[[], Iterable[Dict[str, Any]]]:

@@ -8,9 +8,12 @@ entity is kept on the doc, under ``doc.user_data["spacy_ner_project.llm"]``::
 
     {
       "n_shards": 1,
-      "errors": ["shard 0: ..."],                      # failed requests, unparseable answers
+      "errors": ["shard 0: ..."],   # failed requests, unparseable answers (logged at DEBUG only)
       "unknown_labels": [{"label": "FOOD", "text": "pizza"}],
-      "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],  # or "overlap"
+      "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],
+      # reasons: spacy_ner_project.align's ("not_found", "overlap", "function_word", ...), or
+      # "copied_from_examples": not in the text, and equal (align.normalize) to an entity
+      # string of a few-shot example, so most likely copied from the prompt
       "dropped": [{"label": "LOC", "text": "New York", "start_char": 4, "end_char": 12,
                    "reason": "overlap"}],                # or "existing_entity"
       "fuzzy": [{"label": "PER", "text": "Gorbachov", "start_char": 8, "end_char": 17,
@@ -34,15 +37,24 @@ from spacy.training import Example
 from spacy_llm.tasks.builtin_task import BuiltinTask
 from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, TaskResponseParser
 
-from spacy_ner_project.align import AlignOptions, Mention, align_doc
+from spacy_ner_project.align import AlignOptions, Mention, align_doc, normalize
 
 from .parser import ParsedAnswer
-from .util import USER_DATA_KEY, JsonNERExample, order_labels, original_doc, overlapping_shard_mapper
+from .util import USER_DATA_KEY, JsonNERExample, choose_prompt_examples, document_tags, order_labels, original_doc
+from .util import sentence_examples
+from .util import overlapping_shard_mapper
 from .util import reduce_shards_to_original
 
 logger = logging.getLogger("spacy_ner_project.llm")
 
 EXISTING_ENTS_POLICIES = ("keep", "overwrite")
+# few-shot sentences taken from training examples at initialize: shorter ones (CoNLL datelines,
+# bylines) show little, longer ones cost prompt tokens
+PROMPT_EXAMPLE_MIN_TOKENS = 4
+PROMPT_EXAMPLE_MAX_TOKENS = 40
+# unplaced reasons that mean "not in the text": such a string equal to an example's entity was
+# copied from the prompt's examples
+_NOT_IN_TEXT = ("not_found", "case_mismatch")
 
 
 class JsonNERTask(BuiltinTask):
@@ -117,26 +129,35 @@ class JsonNERTask(BuiltinTask):
         nlp: Language,
         labels: List[str] = [],
         n_prompt_examples: int = 0,
+        prompt_example_seed: int = 0,
+        prompt_example_max_tokens: int = PROMPT_EXAMPLE_MAX_TOKENS,
     ) -> None:
         """Labels: ``labels`` here, else the configured ones, else those in the examples.
-        Few-shot examples: up to ``n_prompt_examples`` (-1: all) examples with entities are
-        added to those from the config's example file.
+
+        Few-shot examples: ``n_prompt_examples`` sentences (-1: all) of the examples are added to
+        those from the config's example file: sentences with entities and
+        ``PROMPT_EXAMPLE_MIN_TOKENS`` to ``prompt_example_max_tokens`` tokens (a whole document when
+        it has no sentence boundaries), chosen by ``util.choose_prompt_examples`` with
+        ``prompt_example_seed`` (every label shown when n allows; the same examples for the same
+        seed and data).
         """
         infer = not labels and not self._labels
         found: List[str] = list(labels) or list(self._labels)
+        candidates: List[JsonNERExample] = []
         for eg in get_examples():
             if infer:
                 found.extend(ent.label_ for ent in eg.reference.ents)
-            if n_prompt_examples < 0 or len(self._prompt_examples) < n_prompt_examples:
-                prompt_example = self._prompt_example_type.generate(eg, self)
-                if prompt_example is not None:
-                    self._prompt_examples.append(prompt_example)
+            if n_prompt_examples:
+                candidates.extend(
+                    sentence_examples(eg, min_tokens=PROMPT_EXAMPLE_MIN_TOKENS, max_tokens=prompt_example_max_tokens)
+                )
         if not found:
             raise ValueError(
                 "the JSON NER task has no labels: set `labels` on the task, in "
                 "[initialize.components.llm], or initialize with examples that have entities"
             )
         self._labels = order_labels(found)
+        self._prompt_examples.extend(choose_prompt_examples(candidates, n=n_prompt_examples, seed=prompt_example_seed))
 
     # --- prompting ---------------------------------------------------------------------------
     def _get_prompt_data(self, shard: Doc, i_shard: int, i_doc: int, n_shards: int) -> Dict[str, Any]:
@@ -145,11 +166,13 @@ class JsonNERTask(BuiltinTask):
                 "the JSON NER task has no labels: set `labels` in its config or run nlp.initialize() "
                 "with annotated examples before processing text"
             )
+        tags = document_tags([eg.text for eg in self._prompt_examples] + [shard.text])
         examples = [
-            {"text": eg.text, "answer": _json({label: eg.entities.get(label, []) for label in self._labels})}
-            for eg in self._prompt_examples
+            {"text": eg.text, "tag": tag, "answer": _json({label: eg.entities.get(label, []) for label in self._labels})}
+            for eg, tag in zip(self._prompt_examples, tags)
         ]
         return {
+            "document_tag": tags[-1],
             "labels": self._labels,
             "label_definitions": {k: v for k, v in self._label_definitions.items() if k in self._labels},
             "answer_format": "{" + ", ".join(f'"{label}": [...]' for label in self._labels) + "}",
@@ -197,12 +220,21 @@ class JsonNERTask(BuiltinTask):
                         USER_DATA_KEY,
                     )
         for error in report["errors"]:
-            logger.warning("doc %r...: %s", doc.text[:40], error)
+            # kept on the doc; one warning per doc would flood a run (evaluation summarises them)
+            logger.debug("doc %r...: %s", doc.text[:40], error)
 
         keep = self._existing_ents == "keep"
         existing = [(ent.start, ent.end) for ent in doc.ents] if keep else []
         result = align_doc(doc, entities, options=self._align_options, blocked=existing)
-        report["unplaced"] = [{"label": u.label, "text": u.text, "reason": u.reason} for u in result.unplaced]
+        copied = {normalize(text) for eg in self._prompt_examples for texts in eg.entities.values() for text in texts}
+        report["unplaced"] = [
+            {
+                "label": u.label,
+                "text": u.text,
+                "reason": "copied_from_examples" if u.reason in _NOT_IN_TEXT and normalize(u.text) in copied else u.reason,
+            }
+            for u in result.unplaced
+        ]
         report["dropped"] = [
             _mention_dict(m, reason="existing_entity" if _overlaps(m, existing) else "overlap")
             for m in result.overlapped

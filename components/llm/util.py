@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -20,6 +23,16 @@ USER_DATA_KEY = "spacy_ner_project.llm"
 # Private mark on shard docs: the doc they were cut from and their first token in it.
 SHARD_ORIGIN_KEY = "spacy_ner_project.llm.shard_origin"
 
+# json_ner.v2 puts each text between <document-ID> and </document-ID>, ID chosen by document_tags.
+DOCUMENT_TAG_PREFIX = "document-"
+_ID_HEX_DIGITS = 8
+# An opening or closing tag of json_ner.v2 (group 1: "/" for a closing one): text up to the
+# last one in a response is an echoed prompt.
+DOCUMENT_TAG_RE = re.compile(rf"<(/?){DOCUMENT_TAG_PREFIX}[0-9a-f]{{{_ID_HEX_DIGITS}}}>")
+_LAST_DOCUMENT_RE = re.compile(
+    rf"<({DOCUMENT_TAG_PREFIX}[0-9a-f]{{{_ID_HEX_DIGITS}}})>\n(.*)\n</\1>\s*Answer:\s*$", re.DOTALL
+)
+
 # Short CoNLL-2003 definitions, as in the seed notebook's prompt (used for labels that have one).
 DEFAULT_LABEL_DEFINITIONS: Dict[str, str] = {
     "PER": "person",
@@ -36,6 +49,34 @@ def read_template(name: str) -> str:
         known = sorted(p.stem for p in TEMPLATE_DIR.glob("*.jinja"))
         raise ValueError(f"no template {name!r}; shipped templates: {known}")
     return path.read_text(encoding="utf8")
+
+
+def document_tags(texts: Sequence[str]) -> List[str]:
+    """One tag name per text (``document-`` + 8 hex digits) that occurs in none of ``texts``.
+
+    The ID is derived from the text (SHA-256 of a counter and the text; the counter goes up
+    from 0 until the name occurs in no text, case-insensitively, and no earlier text has it), so
+    a text cannot close its own block or another's, and the same texts always give the same
+    prompt (cached answers are found again).
+    """
+    haystacks = [text.casefold() for text in texts]
+    tags: List[str] = []
+    for text in texts:
+        salt = 0
+        while True:
+            digest = hashlib.sha256(f"{salt}\n{text}".encode("utf8")).hexdigest()[:_ID_HEX_DIGITS]
+            tag = DOCUMENT_TAG_PREFIX + digest
+            if tag not in tags and not any(tag in haystack for haystack in haystacks):
+                break
+            salt += 1
+        tags.append(tag)
+    return tags
+
+
+def prompt_document(prompt: str) -> Optional[str]:
+    """The document of a json_ner.v2 prompt (the text of its last <document-ID> block), or None."""
+    match = _LAST_DOCUMENT_RE.search(prompt)
+    return match.group(2) if match else None
 
 
 def order_labels(labels: Iterable[str]) -> List[str]:
@@ -64,6 +105,56 @@ class JsonNERExample(FewshotExample):
         if not entities:
             return None
         return cls(text=example.reference.text, entities=entities)
+
+
+def sentence_examples(example: Example, *, min_tokens: int, max_tokens: int) -> List[JsonNERExample]:
+    """Few-shot candidates from one annotated example: each sentence of its reference (the whole
+    doc when it has no sentence boundaries) with ``min_tokens`` to ``max_tokens`` tokens and at
+    least one entity inside it (an entity crossing a sentence boundary counts for neither)."""
+    reference = example.reference
+    units = list(reference.sents) if reference.has_annotation("SENT_START") else [reference[:]]
+    out = []
+    for unit in units:
+        if not min_tokens <= len(unit) <= max_tokens:
+            continue
+        entities: Dict[str, List[str]] = {}
+        for ent in reference.ents:
+            if unit.start <= ent.start and ent.end <= unit.end:
+                strings = entities.setdefault(ent.label_, [])
+                if ent.text not in strings:
+                    strings.append(ent.text)
+        if entities:
+            out.append(JsonNERExample(text=unit.text, entities=entities))
+    return out
+
+
+def choose_prompt_examples(candidates: Sequence[JsonNERExample], *, n: int, seed: int) -> List[JsonNERExample]:
+    """Up to ``n`` of ``candidates`` (all when n < 0), deterministic given ``seed``.
+
+    Candidates with the same text count once (the first). They are shuffled with
+    ``random.Random(seed)``; a first pass takes, in shuffled order, each candidate that shows a
+    label no chosen one shows yet (so every label appears when ``n`` allows), a second pass fills
+    up in the same order. The chosen ones are returned in the order of ``candidates``.
+    """
+    unique: Dict[str, int] = {}
+    for i, candidate in enumerate(candidates):
+        unique.setdefault(candidate.text, i)
+    order = list(unique.values())
+    if n < 0:
+        return [candidates[i] for i in order]
+    random.Random(seed).shuffle(order)
+    chosen: List[int] = []
+    shown: set = set()
+    for i in order:
+        if len(chosen) < n and set(candidates[i].entities) - shown:
+            chosen.append(i)
+            shown.update(candidates[i].entities)
+    for i in order:
+        if len(chosen) >= n:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return [candidates[i] for i in sorted(chosen)]
 
 
 def ner_score(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
