@@ -26,12 +26,12 @@ once.
 
 Bounded waits: a ``Retry-After`` (seconds or an HTTP date) is honoured up to
 ``max_retry_wait`` seconds; a server asking for more is retried after the cap, and the final
-error says how long it asked for. A refused connection or unknown host is retried once,
-quickly, and after ``MAX_CONNECT_FAILURES`` consecutive connection failures the remaining
-requests of the call fail at once with one error naming ``base_url``. Ctrl-C (KeyboardInterrupt
-in the calling thread) cuts every retry wait short, drops queued requests and aborts the ones
-in flight; the responses that had arrived are already committed to the cache, so a rerun
-repeats none of them.
+error says how long it asked for. A refused connection or unknown host (or a connection that
+timed out) is retried once, quickly, and after ``MAX_CONNECT_FAILURES`` consecutive connection
+failures the remaining requests of the call fail at once with one error naming ``base_url``.
+Ctrl-C (KeyboardInterrupt in the calling thread) cuts every retry wait short, drops queued
+requests and aborts the ones in flight; the responses that had arrived are already committed to
+the cache, so a rerun repeats none of them.
 
 Cache identity: with a cache, the first call asks ``GET {base_url}/models`` once and folds what
 the server reports about the model it serves (ids, llama.cpp's ``owned_by``/``meta`` ...) into
@@ -274,6 +274,11 @@ class OpenAICompatibleModel:
 
     The DEFAULT_* class constants are the defaults of ``__init__`` and of the registered
     ``spacy_ner_project.OpenAICompatible.v1``; the other constants are fixed policy.
+
+    ``stats`` (ModelStats) is updated as each request finishes. ``on_progress`` (None, or set it
+    after loading, e.g. ``nlp.get_pipe("llm")._model.on_progress = bar_update``) is called with a
+    snapshot of ``stats`` after the cache lookup and after each finished request, from the request
+    threads, one call at a time (under the stats lock: keep it cheap, never call the model from it).
     """
 
     DEFAULT_API_KEY_ENV: Optional[str] = None
