@@ -53,7 +53,7 @@ import torch
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy_ner_project.components.speed import linear_layer_counts
+from spacy_ner_project.components.quantize import linear_layer_counts
 
 from spacy_ner_project.backbone import embedded_backbone_path
 from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
@@ -427,7 +427,7 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
         "",
         (
             'Turn int8 on: `spacy.load(path, config={"nlp": {"after_pipeline_creation": '
-            '{"@misc": "spacy_ner_project.quantize_transformer.v1"}}})` (components/speed.py).'
+            '{"@misc": "spacy_ner_project.quantize_transformer.v1"}}})` (components/quantize.py).'
         ),
         "",
     ]

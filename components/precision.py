@@ -48,6 +48,16 @@ def _to_float32(output: Any) -> Any:
     return output
 
 
+def runs_cpu_bf16(hf_layer: Model) -> bool:
+    """Whether ``hf_layer`` (spacy-transformers' ``HFWrapper``) runs under CPU bfloat16 autocast.
+
+    Read from the layer's forward function, not from ``attrs``: thinc saves and restores
+    ``attrs``, so a flag there would claim bfloat16 on a pipeline saved with it and loaded
+    with ``cpu_mixed_precision = false``.
+    """
+    return bool(getattr(hf_layer._func, "cpu_bf16", False))
+
+
 def enable_cpu_bf16(hf_layer: Model) -> bool:
     """Run ``hf_layer`` (spacy-transformers' ``HFWrapper``) under CPU bfloat16 autocast.
 
@@ -55,7 +65,7 @@ def enable_cpu_bf16(hf_layer: Model) -> bool:
     (which replace the torch module inside the layer's shim, not the layer). Returns
     False, with a warning, where the CPU has no native bfloat16.
     """
-    if hf_layer.attrs.get("cpu_bf16"):
+    if runs_cpu_bf16(hf_layer):
         return True
     if not cpu_supports_bf16():
         warnings.warn(
@@ -75,7 +85,7 @@ def enable_cpu_bf16(hf_layer: Model) -> bool:
         inputs, output = inputs_outputs
         return convert_outputs(model, (inputs, _to_float32(output)), is_train)
 
+    bf16_forward.cpu_bf16 = True  # type: ignore[attr-defined]
     hf_layer._func = bf16_forward
     hf_layer.attrs["convert_outputs"] = float32_outputs
-    hf_layer.attrs["cpu_bf16"] = True
     return True
