@@ -39,12 +39,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import httpx
 
 HOST = "127.0.0.1"
-SERVER_LAUNCHER = (sys.executable, "-m", "llama_cpp.server")
+# llama_cpp.server's own main, run by this module (see serve_main) so that it can switch off
+# llama.cpp's extra CPU buffer types first
+SERVER_LAUNCHER = (sys.executable, "-m", "spacy_ner_project.llm_server")
+EXTRA_BUFTS_ENV = "SPACY_NER_LLAMA_EXTRA_BUFTS"
 PASSTHROUGH = "passthrough"
 GGUF_TEMPLATE = "gguf"
 INSTALL_HINT = 'pip install -e ".[local-llm]"'
@@ -142,7 +145,10 @@ class ServerSettings:
     ``alias``: the model name /v1/models reports (None: ``model``'s name), which the response
     cache's server check sees; ``extra_args``: more ``python -m llama_cpp.server`` options;
     ``launcher``: the program the options are given to (another server speaking the same
-    options and API, or a stand-in in tests)."""
+    options and API, or a stand-in in tests); ``extra_buffer_types``: let llama.cpp repack
+    weights into its extra CPU buffer types (AMX, AVX repacking). Off by default: on this
+    project's machine (a Xeon whose CPUID reports AMX inside a sandbox that does not enable
+    it) the AMX path dies with SIGILL on the first request."""
 
     model: str
     chat_format: Optional[str] = None
@@ -155,6 +161,7 @@ class ServerSettings:
     log_path: Optional[Path] = None
     extra_args: Sequence[str] = field(default_factory=tuple)
     launcher: Sequence[str] = SERVER_LAUNCHER
+    extra_buffer_types: bool = False
 
 
 def _passthrough_config(folder: Path) -> Path:
@@ -230,6 +237,7 @@ class LocalLLMServer:
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, EXTRA_BUFTS_ENV: "1" if self.settings.extra_buffer_types else "0"},
                     start_new_session=True, preexec_fn=_die_with_parent,
                 )
             self._wait_until_ready()
@@ -285,3 +293,26 @@ class LocalLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_main() -> None:
+    """``python -m spacy_ner_project.llm_server ARGS``: llama_cpp.server's main with ARGS, with
+    llama.cpp's extra CPU buffer types off unless SPACY_NER_LLAMA_EXTRA_BUFTS=1."""
+    import llama_cpp.llama
+    from llama_cpp.server.__main__ import main
+
+    if os.environ.get(EXTRA_BUFTS_ENV, "0") != "1":
+        low_level = llama_cpp.llama.llama_cpp  # the ctypes module Llama() takes its defaults from
+        default_params = low_level.llama_model_default_params
+
+        def without_extra_bufts() -> Any:
+            params = default_params()
+            params.use_extra_bufts = False
+            return params
+
+        low_level.llama_model_default_params = without_extra_bufts
+    main()
+
+
+if __name__ == "__main__":
+    serve_main()
