@@ -20,7 +20,8 @@ from spacy_llm.registry import registry as llm_registry
 from spacy_ner_project.align import AlignOptions
 from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
 from spacy_ner_project.components.llm.task import JsonNERTask
-from spacy_ner_project.components.llm.util import USER_DATA_KEY, prompt_document
+from spacy_ner_project.components.llm.util import USER_DATA_KEY, choose_prompt_examples, prompt_document
+from spacy_ner_project.components.llm.util import sentence_examples
 from spacy_ner_project.components.models import FailedResponse
 
 TASK = "spacy_ner_project.JsonNER.v1"
@@ -378,12 +379,15 @@ def test_prompt_examples_from_training_docs_are_sentences_covering_all_labels_de
         "Boris left Acme for Paris .",
         "Ann and Sam stayed home .",
     ]
-    for seed in range(6):
-        picked = chosen_examples(3, seed)
-        assert picked == chosen_examples(3, seed)  # the same for the same seed
+    assert chosen_examples(3, 4) == chosen_examples(3, 4)
+    nlp = spacy.blank("en")
+    candidates = [c for eg in sentence_corpus(nlp) for c in sentence_examples(eg, min_tokens=4, max_tokens=40)]
+    picks = [[c.text for c in choose_prompt_examples(candidates, n=3, seed=seed)] for seed in range(20)]
+    for picked in picks:
         assert len(picked) == 3 and set(picked) <= set(every)
         assert "The Dutch fans cheered loudly ." in picked  # the only MISC sentence: every label shown
-    assert len({tuple(chosen_examples(3, seed)) for seed in range(6)}) > 1
+    assert picks == [[c.text for c in choose_prompt_examples(candidates, n=3, seed=seed)] for seed in range(20)]
+    assert len({tuple(p) for p in picks}) > 1  # the seed matters
     assert chosen_examples(-1, 0, prompt_example_max_tokens=100)[1].startswith("Ann w0 w1")
 
 

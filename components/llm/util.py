@@ -132,9 +132,10 @@ def choose_prompt_examples(candidates: Sequence[JsonNERExample], *, n: int, seed
     """Up to ``n`` of ``candidates`` (all when n < 0), deterministic given ``seed``.
 
     Candidates with the same text count once (the first). They are shuffled with
-    ``random.Random(seed)``; a first pass takes, in shuffled order, each candidate that shows a
-    label no chosen one shows yet (so every label appears when ``n`` allows), a second pass fills
-    up in the same order. The chosen ones are returned in the order of ``candidates``.
+    ``random.Random(seed)``; then, while labels are missing, the candidate showing the most labels
+    that no chosen one shows yet is taken (the first in shuffled order among equals: greedy set
+    cover, so every label appears when ``n`` allows); the rest is filled up in shuffled order.
+    The chosen ones are returned in the order of ``candidates``.
     """
     unique: Dict[str, int] = {}
     for i, candidate in enumerate(candidates):
@@ -145,10 +146,12 @@ def choose_prompt_examples(candidates: Sequence[JsonNERExample], *, n: int, seed
     random.Random(seed).shuffle(order)
     chosen: List[int] = []
     shown: set = set()
-    for i in order:
-        if len(chosen) < n and set(candidates[i].entities) - shown:
-            chosen.append(i)
-            shown.update(candidates[i].entities)
+    while len(chosen) < n:
+        best = max(order, key=lambda i: len(set(candidates[i].entities) - shown), default=None)
+        if best is None or not set(candidates[best].entities) - shown:
+            break
+        chosen.append(best)
+        shown.update(candidates[best].entities)
     for i in order:
         if len(chosen) >= n:
             break
