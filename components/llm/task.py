@@ -168,7 +168,7 @@ class JsonNERTask(BuiltinTask):
             )
         tags = document_tags([eg.text for eg in self._prompt_examples] + [shard.text])
         examples = [
-            {"text": eg.text, "tag": tag, "answer": _json({label: eg.entities.get(label, []) for label in self._labels})}
+            {"text": eg.text, "tag": tag, "answer": _json({lab: eg.entities.get(lab, []) for lab in self._labels})}
             for eg, tag in zip(self._prompt_examples, tags)
         ]
         return {
@@ -231,7 +231,9 @@ class JsonNERTask(BuiltinTask):
             {
                 "label": u.label,
                 "text": u.text,
-                "reason": "copied_from_examples" if u.reason in _NOT_IN_TEXT and normalize(u.text) in copied else u.reason,
+                "reason": "copied_from_examples"
+                if u.reason in _NOT_IN_TEXT and normalize(u.text) in copied
+                else u.reason,
             }
             for u in result.unplaced
         ]
