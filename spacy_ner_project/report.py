@@ -2,30 +2,39 @@
 
 Tables follow the seed notebook's layout: Entity, Precision, Recall, F1, Number (gold support),
 one row per type and an "Overall" row; with several pipelines the Markdown table puts their
-columns side by side and the HTML page puts one table per pipeline side by side. The HTML page is
-self-contained: inline CSS, no scripts, the confusion matrices as PNG data: URIs, and displaCy
-renderings (gold beside every pipeline) of the documents where they disagree plus a sample.
+columns side by side and the HTML page puts one table per pipeline side by side. One table
+compares the matching modes (spaCy's exact scorer and each fuzzy mode, rows) of every
+pipeline (Precision/Recall/F1 columns). The HTML page is rendered from the autoescaping Jinja
+templates in ``spacy_ner_project/templates`` and is self-contained: inline CSS, no scripts,
+the confusion matrices as PNG data: URIs, and displaCy renderings (gold beside every pipeline)
+of the documents where they disagree plus a sample.
+
+This module reads evaluation results; :mod:`spacy_ner_project.evaluate` never imports it
+(only its command function calls it).
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import jinja2
 import srsly
+from markupsafe import Markup
 from matplotlib.figure import Figure
 from spacy import displacy
 from spacy.tokens import Doc
 
-from spacy_ner_project.evaluate import SUMMARY_HEADER, Evaluation, PipelineResult, summary_rows
+from spacy_ner_project.evaluate import Evaluation, PipelineResult
 from spacy_ner_project.matching import COUNT_NAMES, MODES
 from spacy_ner_project.span_scorer import NO_ENTITY, score_key
 
 OVERALL = "Overall"
+SPACY_SCHEME = "spacy"
 PRF = Tuple[Optional[float], Optional[float], Optional[float]]
 # Colour-blind-friendly palette for entity labels in displaCy.
 PALETTE = ("#8ecae6", "#ffb703", "#b5e48c", "#f4a3a8", "#cdb4db", "#ffd6a5", "#a8dadc", "#e9c46a")
@@ -41,13 +50,24 @@ def schemes(evaluation: Evaluation) -> List[Tuple[str, str]]:
         "boundary": "same boundaries, any label",
         "text": f"same label, rapidfuzz {s.text_scorer} ≥ {s.text_threshold:g} on the entity texts",
     }
-    return [("spacy", "spaCy scorer (ents_p/r/f)")] + [(m, f"Fuzzy scorer, {m}: {details[m]}") for m in MODES]
+    return [(SPACY_SCHEME, "spaCy scorer (ents_p/r/f)")] + [(m, f"Fuzzy scorer, {m}: {details[m]}") for m in MODES]
+
+
+def mode_descriptions(evaluation: Evaluation) -> List[Tuple[str, str, str]]:
+    """(scheme key, row label, what counts as a match) of every scheme, spaCy's first."""
+    rows = []
+    for scheme, title in schemes(evaluation):
+        if scheme == SPACY_SCHEME:
+            rows.append((scheme, "spaCy (exact)", "same boundaries and label (spaCy's scorer)"))
+        else:
+            rows.append((scheme, scheme, title.split(": ", 1)[1]))
+    return rows
 
 
 def prf_table(result: PipelineResult, scheme: str) -> Dict[str, PRF]:
     """{label or OVERALL: (p, r, f)} of one pipeline under one scheme."""
     scores = result.scores
-    if scheme == "spacy":
+    if scheme == SPACY_SCHEME:
         overall: PRF = (scores.get("ents_p"), scores.get("ents_r"), scores.get("ents_f"))
         per_type = scores.get("ents_per_type") or {}
     else:
@@ -87,6 +107,35 @@ def count_rows(evaluation: Evaluation) -> List[List[str]]:
 COUNT_HEADER = ["Pipeline", "Mode", "Gold", "Predicted", "Correct", "Partial", "Wrong type", "Missed", "Spurious"]
 
 
+def mode_rows(evaluation: Evaluation) -> List[Tuple[str, List[str], str]]:
+    """(mode, [P, R, F of each pipeline in order], what counts as a match) per scheme: the
+    overall scores of every matching mode in one table."""
+    return [
+        (label, [fmt(v) for r in evaluation.results for v in prf_table(r, scheme)[OVERALL]], note)
+        for scheme, label, note in mode_descriptions(evaluation)
+    ]
+
+
+def percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def words_per_second(result: PipelineResult) -> str:
+    speed = result.scores.get("speed")
+    return "-" if speed is None else f"{speed:.0f}"
+
+
+def summary_rows(evaluation: Evaluation) -> List[Tuple[str, ...]]:
+    """Pipeline, spaCy F, each mode's F (%), words/s: the console and Markdown summary."""
+    return [
+        (r.name, percent(r.scores.get("ents_f")), *(percent(r.scores.get(score_key(m, "f"))) for m in MODES), words_per_second(r))
+        for r in evaluation.results
+    ]
+
+
+SUMMARY_HEADER = ("Pipeline", "spaCy F", *(f"{m} F" for m in MODES), "words/s")
+
+
 # --- Markdown --------------------------------------------------------------------------------
 
 
@@ -109,6 +158,13 @@ def md_scheme_table(evaluation: Evaluation, scheme: str) -> str:
     return md_table(header, rows)
 
 
+def md_mode_table(evaluation: Evaluation) -> str:
+    names = [r.name for r in evaluation.results]
+    prefix = (lambda name: "") if len(names) == 1 else (lambda name: f"{name} ")
+    header = ["Mode"] + [f"{prefix(n)}{m}" for n in names for m in ("Precision", "Recall", "F1")]
+    return md_table(header, [[mode, *cells] for mode, cells, _ in mode_rows(evaluation)])
+
+
 def md_confusion(result: PipelineResult) -> str:
     labels = list(result.confusion)
     rows = [[gold] + [str(result.confusion[gold][pred]) for pred in labels] for gold in labels]
@@ -127,6 +183,10 @@ def render_markdown(evaluation: Evaluation) -> str:
         "## Summary (F1, %)",
         "",
         md_table(SUMMARY_HEADER, summary_rows(evaluation)),
+        "",
+        "## Overall scores by matching mode",
+        "",
+        md_mode_table(evaluation),
     ]
     for scheme, title in schemes(evaluation):
         parts += ["", f"## {title}", "", md_scheme_table(evaluation, scheme)]
@@ -146,50 +206,34 @@ def render_markdown(evaluation: Evaluation) -> str:
 
 # --- HTML ------------------------------------------------------------------------------------
 
-CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; }
-h1 { margin-bottom: 0.2rem; }
-h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f3f3f3; }
-tr.overall td { font-weight: bold; background: #fafafa; }
-caption { font-weight: bold; padding: 0.3rem; text-align: left; }
-.side-by-side { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; }
-figure { margin: 0; }
-figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-weight: bold; text-align: center; }
-.doc-grid { display: grid; gap: 1rem; margin-bottom: 1.5rem; }
-.doc-grid > div { border: 1px solid #e3e3e3; border-radius: 4px; padding: 0.5rem; min-width: 0; overflow-wrap: anywhere; }
-.doc-grid h4 { margin: 0 0 0.3rem 0; }
-.muted { color: #666; }
-"""
+
+@functools.lru_cache(maxsize=1)
+def templates() -> jinja2.Environment:
+    """The report's Jinja templates (package data), HTML-escaping every value not marked Markup."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("spacy_ner_project", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["OVERALL"] = OVERALL
+    return environment
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, caption: str = "", overall: bool = False) -> str:
-    esc = html.escape
-    out = ["<table>"]
-    if caption:
-        out.append(f"<caption>{esc(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>")
-    for row in rows:
-        css = ' class="overall"' if overall and row and row[0] == OVERALL else ""
-        out.append(f"<tr{css}>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def html_scheme_tables(evaluation: Evaluation, scheme: str) -> str:
+def html_scheme_tables(evaluation: Evaluation, scheme: str) -> List[Tuple[str, List[List[str]]]]:
+    """(pipeline name, per-type rows with OVERALL last) of every pipeline under ``scheme``."""
     labels, tables = table_rows(evaluation, scheme)
-    blocks = []
-    for r in evaluation.results:
-        rows = [
-            [label, *map(fmt, tables[r.name].get(label, (None, None, None))), str(support_of(evaluation, label))]
-            for label in labels
-        ]
-        blocks.append(html_table(["Entity", "Precision", "Recall", "F1", "Number"], rows, caption=r.name, overall=True))
-    return f'<div class="side-by-side">{"".join(blocks)}</div>'
+    return [
+        (
+            r.name,
+            [
+                [label, *map(fmt, tables[r.name].get(label, (None, None, None))), str(support_of(evaluation, label))]
+                for label in labels
+            ],
+        )
+        for r in evaluation.results
+    ]
 
 
 def confusion_png(result: PipelineResult) -> bytes:
@@ -233,70 +277,60 @@ def label_colors(evaluation: Evaluation) -> Dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(labels))}
 
 
-def render_doc(doc: Doc, colors: Dict[str, str]) -> str:
+def render_doc(doc: Doc, colors: Dict[str, str]) -> Markup:
+    """displaCy's entity rendering of ``doc`` (displaCy escapes the text itself)."""
     with warnings.catch_warnings():  # W006 "no entities to visualize": an empty doc is fine here
         warnings.filterwarnings("ignore", message=r"\[W006\]")
-        return displacy.render(doc, style="ent", page=False, jupyter=False, options={"colors": colors})
+        return Markup(displacy.render(doc, style="ent", page=False, jupyter=False, options={"colors": colors}))
 
 
-def html_doc_grids(evaluation: Evaluation, indices: Sequence[int], colors: Dict[str, str]) -> str:
-    columns = 1 + len(evaluation.results)
-    blocks = []
-    for index in indices:
-        cells = [("Gold", evaluation.gold[index])] + [(r.name, r.predictions[index]) for r in evaluation.results]
-        inner = "".join(f"<div><h4>{html.escape(name)}</h4>{render_doc(doc, colors)}</div>" for name, doc in cells)
-        blocks.append(
-            f"<h3>Document {html.escape(evaluation.doc_id(index))}</h3>"
-            f'<div class="doc-grid" style="grid-template-columns: repeat({columns}, minmax(0, 1fr))">{inner}</div>'
-        )
-    return "".join(blocks) or '<p class="muted">None.</p>'
+def doc_grids(evaluation: Evaluation, indices: Iterable[int], colors: Dict[str, str]) -> List[Dict[str, Any]]:
+    """The ``doc_grids`` macro's data: per document, gold then every pipeline's rendering."""
+    return [
+        {
+            "doc_id": evaluation.doc_id(index),
+            "cells": [("Gold", render_doc(evaluation.gold[index], colors))]
+            + [(r.name, render_doc(r.predictions[index], colors)) for r in evaluation.results],
+        }
+        for index in indices
+    ]
+
+
+def html_doc_grids(evaluation: Evaluation, indices: Iterable[int], colors: Dict[str, str]) -> str:
+    """HTML of the documents ``indices``: gold beside every pipeline (for pages built elsewhere)."""
+    macros = templates().get_template("macros.html.jinja").module
+    return str(macros.doc_grids(doc_grids(evaluation, indices, colors)))  # type: ignore[attr-defined]
 
 
 def render_html(evaluation: Evaluation, *, displacy_limit: int = 10) -> str:
-    esc = html.escape
     colors = label_colors(evaluation)
-    body = [
-        "<h1>NER evaluation report</h1>",
-        f'<p class="muted">Gold data <code>{esc(evaluation.data)}</code>: {len(evaluation.gold)} documents, '
-        f"{sum(evaluation.support.values())} entities.</p>",
-        html_table(["Pipeline", "Source"], [[r.name, r.source] for r in evaluation.results]),
-        "<h2>Summary (F1, %)</h2>",
-        html_table(SUMMARY_HEADER, summary_rows(evaluation)),
-    ]
-    for scheme, title in schemes(evaluation):
-        body += [f"<h2>{esc(title)}</h2>", html_scheme_tables(evaluation, scheme)]
-    body += ["<h2>Counts per mode</h2>", html_table(COUNT_HEADER, count_rows(evaluation))]
-    figures = "".join(
-        f'<figure><img alt="label confusion of {esc(r.name)}" src="{data_uri(confusion_png(r))}">'
-        f"<figcaption>{esc(r.name)}</figcaption></figure>"
-        for r in evaluation.results
-    )
-    body += [
-        "<h2>Label confusion (boundary-matched entities)</h2>",
-        f'<p class="muted">Rows: gold label; columns: predicted label; {esc(NO_ENTITY)}: missed (column) '
-        "or spurious (row). Diagonal counts are correct labels.</p>",
-        f'<div class="side-by-side">{figures}</div>',
-    ]
     disagreements = evaluation.disagreements()
-    shown = disagreements[: max(displacy_limit, 0)]
-    body += [
-        "<h2>Documents where pipelines disagree with gold or each other</h2>",
-        f'<p class="muted">{len(disagreements)} of {len(evaluation.gold)} documents; showing {len(shown)}.</p>',
-        html_doc_grids(evaluation, shown, colors),
-        "<h2>Sample of predictions</h2>",
-        html_doc_grids(evaluation, range(min(displacy_limit, len(evaluation.gold))), colors),
-    ]
-    return html_page("NER evaluation report", "".join(body))
+    limit = max(displacy_limit, 0)
+    return templates().get_template("report.html.jinja").render(
+        title="NER evaluation report",
+        data=evaluation.data,
+        n_docs=len(evaluation.gold),
+        n_entities=sum(evaluation.support.values()),
+        pipelines=[[r.name, r.source, words_per_second(r)] for r in evaluation.results],
+        names=[r.name for r in evaluation.results],
+        modes=mode_rows(evaluation),
+        schemes=[
+            {"title": title, "tables": html_scheme_tables(evaluation, scheme)} for scheme, title in schemes(evaluation)
+        ],
+        count_header=COUNT_HEADER,
+        count_rows=count_rows(evaluation),
+        no_entity=NO_ENTITY,
+        confusion_images=[(r.name, data_uri(confusion_png(r))) for r in evaluation.results],
+        n_disagreements=len(disagreements),
+        disagreements=doc_grids(evaluation, disagreements[:limit], colors),
+        sample=doc_grids(evaluation, range(min(limit, len(evaluation.gold))), colors),
+    )
 
 
 def html_page(title: str, body: str) -> str:
-    """A self-contained page (inline CSS, no scripts, no external resources)."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
-        f"<body>{body}</body></html>\n"
-    )
+    """A self-contained page (inline CSS, no scripts, no external resources) around ``body``,
+    which must be HTML with every value already escaped; ``title`` is escaped here."""
+    return templates().get_template("page.html.jinja").render(title=title, body=Markup(body))
 
 
 def write_report(evaluation: Evaluation, output_dir: Path, *, displacy_limit: int = 10) -> Dict[str, Path]:

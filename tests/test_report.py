@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import re
@@ -17,7 +18,7 @@ from spacy_ner_project.cli import app
 from spacy_ner_project.conll import DOC_ID_KEY
 from spacy_ner_project.evaluate import evaluate_pipelines, read_gold
 from spacy_ner_project.matching import MODES
-from spacy_ner_project.report import write_report
+from spacy_ner_project.report import render_html, write_report
 from spacy_ner_project.span_scorer import score_key
 
 # text, gold entities as (start token, end token, label)
@@ -133,6 +134,51 @@ def test_html_is_self_contained_with_tables_images_and_renderings(two_pipeline_r
     assert page.count('class="side-by-side"') >= 1 + len(MODES)
     assert page.count('class="entities"') == 3 * 3 * 2  # (gold + 2 pipelines) x 3 docs x (disagreements + sample)
     assert "<h3>Document tiny-0</h3>" in page and "Berlin" in page
+
+
+def html_rows(fragment: str) -> List[List[str]]:
+    """The cells (th and td texts) of each table row in ``fragment``."""
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in fragment.split("<tr")[1:]]
+
+
+def test_html_compares_the_modes_of_every_pipeline_in_one_table(two_pipeline_report: Path) -> None:
+    page = (two_pipeline_report / "report.html").read_text()
+    metrics = json.loads((two_pipeline_report / "metrics.json").read_text())["pipelines"]
+    table = page.split("<h2>Overall scores by matching mode</h2>")[1].split("</table>")[0]
+    assert table.count("<table>") == 1
+    header, columns, *rows = html_rows(table)
+    assert header == ["Mode", "trained", "llm", "counts as a match"] and 'colspan="3">trained<' in table
+    assert columns == ["Precision", "Recall", "F1"] * 2
+    assert [row[0] for row in rows] == ["spaCy (exact)", *MODES]
+    for row, keys in zip(rows, [("ents_p", "ents_r", "ents_f")] + [tuple(score_key(m, k) for k in "prf") for m in MODES]):
+        assert row[1:7] == [f"{metrics[name][key]:.3f}" for name in ("trained", "llm") for key in keys]
+    overlap = rows[1 + MODES.index("overlap")]
+    assert overlap[1:4] == ["1.000", "0.875", "0.933"]  # "Ann" for "Ann Lee" counts: 7 of 7 right, 7 of 8 found
+
+
+def test_html_escapes_names_and_paths(corpus: Dict[str, Path]) -> None:
+    gold = read_gold(corpus["data"])
+    name = "<script>alert(1)</script>"
+    evaluation = evaluate_pipelines({name: ruler_pipeline(GOOD_PATTERNS)}, gold, data="<b>gold</b>.spacy", batch_size=2)
+    page = render_html(evaluation, displacy_limit=1)
+    assert "<script" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;gold&lt;/b&gt;.spacy" in page
+    assert page.count('class="entities"') == 2 * 2  # displaCy's HTML itself is not escaped
+
+
+def test_evaluate_core_does_not_import_the_report() -> None:
+    """report.py reads evaluate's results; evaluate.py imports the report only in its command."""
+    source = Path(__file__).resolve().parents[1] / "spacy_ner_project" / "evaluate.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    importers = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        for inner in ast.walk(node)
+        if isinstance(inner, ast.ImportFrom) and inner.module == "spacy_ner_project.report"
+    }
+    top_level = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "spacy_ner_project.report"]
+    assert not top_level and all(name.endswith("_cli") for name in importers), importers
 
 
 def test_single_pipeline_report(corpus: Dict[str, Path], tmp_path: Path) -> None:
