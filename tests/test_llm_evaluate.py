@@ -186,3 +186,10 @@ def test_progress_shows_done_cached_failed(capsys: pytest.CaptureFixture) -> Non
     quiet.update(Stats())
     quiet.close()
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_follows_the_model_during_a_run(replay_server: ChatServer, gold_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    llm_evaluate(CONFIG, gold_path, tmp_path / "m.json", n=0, base_url=replay_server.base_url,
+                 cache=tmp_path / "c.sqlite", show_progress=True)
+    err = capsys.readouterr().err
+    assert "5/5" in err and "failed=1" in err  # fed by the model's on_progress hook
