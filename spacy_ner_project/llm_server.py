@@ -152,7 +152,7 @@ class ServerSettings:
 
     model: str
     chat_format: Optional[str] = None
-    n_ctx: int = 2048
+    n_ctx: int = 4096
     n_threads: Optional[int] = None
     port: Optional[int] = None
     alias: Optional[str] = None
