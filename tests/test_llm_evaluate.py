@@ -193,3 +193,11 @@ def test_progress_bar_follows_the_model_during_a_run(replay_server: ChatServer, 
                  cache=tmp_path / "c.sqlite", show_progress=True)
     err = capsys.readouterr().err
     assert "5/5" in err and "failed=1" in err  # fed by the model's on_progress hook
+
+
+def test_unusable_answers_are_not_cached(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    chat_server.responder = fixed_responder("I cannot help with that.")
+    run_cli(chat_server, gold_path, tmp_path, "--n-docs", "2")
+    chat_server.reset()
+    run_cli(chat_server, gold_path, tmp_path, "--n-docs", "2")  # the config's cache_check: asked again
+    assert len(chat_server.chat_requests) == 2
