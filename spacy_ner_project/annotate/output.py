@@ -95,7 +95,7 @@ def write_docbin_shard(folder: Path, docs: Sequence[Doc]) -> Optional[Path]:
 def output_files(folder: Path) -> List[Path]:
     """The row files in OUTPUT (either format), sorted."""
     suffixes = {suffix for group in SUFFIXES.values() for suffix in group}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in suffixes and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in suffixes and not p.name.startswith((".", "_")))
 
 
 def read_output_file(path: Path, columns: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:

@@ -59,9 +59,10 @@ class Annotator:
         return to_arrow([row for row, _ in pairs])
 
 
-# Reading, parsing and writing take no CPU of the budget: the actors hold the CPUs they ask
-# for, and on a machine where they hold all of them (2 actors, 2 cores) 1-CPU read tasks would
-# wait forever for a CPU (Ray Data's resource budget), a deadlock.
+# The actors hold the CPUs they ask for; where they hold all of them (2 actors on 2 cores),
+# a reader or writer task that needs a CPU would wait forever (Ray Data's resource budget).
+# So the input is read and parsed (streamed, spilled to disk when large) before the actor pool
+# starts, and the writes ask for no CPU.
 IO_TASK_ARGS: Dict[str, Any] = {"num_cpus": 0}
 
 
@@ -70,10 +71,10 @@ def read_dataset(spec: InputSpec, kind: str) -> Any:
 
     path = str(spec.path.resolve())
     if kind == "jsonl":
-        return ray.data.read_text(path, ray_remote_args=IO_TASK_ARGS)
+        return ray.data.read_text(path)
     if kind == "txt":
-        return ray.data.read_binary_files(path, include_paths=True, file_extensions=["txt"], ray_remote_args=IO_TASK_ARGS)
-    return ray.data.read_parquet(path, ray_remote_args=IO_TASK_ARGS)
+        return ray.data.read_binary_files(path, include_paths=True, file_extensions=["txt"])
+    return ray.data.read_parquet(path)
 
 
 def run_ray(
@@ -91,8 +92,8 @@ def run_ray(
 
     ray.data.DataContext.get_current().enable_progress_bars = options.progress
     dataset = read_dataset(source, kind).map_batches(
-        parse_batch, fn_kwargs={"kind": kind, "spec": source, "done": done}, batch_format="pyarrow", **IO_TASK_ARGS
-    )
+        parse_batch, fn_kwargs={"kind": kind, "spec": source, "done": done}, batch_format="pyarrow"
+    ).materialize()
     annotated = dataset.map_batches(
         Annotator,
         fn_constructor_args=(spec, options.batch_size, str(docbin_dir) if docbin_dir else None),

@@ -128,7 +128,7 @@ def read_records(spec: InputSpec) -> Iterator[Record]:
         with spec.path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
                 if line.strip():
-                    yield record_from_line(line, spec=spec)
+                    yield record_from_line(line.rstrip("\r\n"), spec=spec)
     elif kind == "txt":
         root = txt_root(spec)
         for path in txt_files(spec):
