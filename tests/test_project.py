@@ -46,9 +46,15 @@ def vars_args(values: Dict[str, Any]) -> List[str]:
 
 
 def project_copy(dest: Path) -> Path:
-    """The project's files (tracked, or new and not ignored) copied to ``dest``."""
+    """The project's files (tracked, or new and not ignored) copied to ``dest``.
+
+    Outside a git checkout: the folder without what .gitignore names (outputs, caches, venvs).
+    """
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
-        pytest.skip("needs a git checkout of the project (the copy is made from `git ls-files`)")
+        lines = (ROOT / ".gitignore").read_text().splitlines()
+        ignored = [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+        shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", *ignored))
+        return dest
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, check=True,
