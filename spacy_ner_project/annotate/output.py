@@ -35,6 +35,14 @@ DOCBIN_DIR = "docbin"
 SUFFIXES = {"parquet": (".parquet",), "jsonl": (".jsonl", ".json")}
 
 
+def require_pyarrow(what: str) -> None:
+    """Raise a UserError naming the fix when pyarrow (for Parquet) is not installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError(f"{what} needs pyarrow: pip install -e \".[ray]\" (or pip install pyarrow), or use JSONL") from None
+
+
 def arrow_schema() -> Any:
     import pyarrow as pa
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Any, Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
+from typing import Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -78,7 +78,3 @@ def annotate_records(
         yield output_record(record, doc), doc
     while held:
         yield output_record(held.popleft()), None
-
-
-def docs_of(pairs: Iterable[Tuple[Any, Optional[Doc]]]) -> List[Doc]:
-    return [doc for _, doc in pairs if doc is not None]

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional
 
+from spacy_ner_project.errors import UserError
+
 from .output import to_arrow, write_docbin_shard
 from .pipeline import PipelineSpec
 from .predict import annotate_records
@@ -26,8 +28,10 @@ from .settings import AnnotateOptions, InputSpec
 def ray_session(address: Optional[str]) -> Iterator[None]:
     """Join the Ray already initialised in this process, or the cluster at ``address``;
     with neither, start a local Ray and shut it down afterwards."""
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise UserError('--engine ray needs Ray: pip install -e ".[ray]" (or pip install "ray[data]")') from None
     if ray.is_initialized():
         yield
         return

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .local import Progress, run_local
-from .output import DOCBIN_DIR, ShardWriter, output_files, prepare_output, read_output_file, summarize
+from .output import DOCBIN_DIR, ShardWriter, output_files, prepare_output, read_output_file, require_pyarrow, summarize
 from .pipeline import pipeline_spec
 from .records import input_format, read_records, skip_done
 from .settings import AnnotateOptions, InputSpec
@@ -38,6 +38,8 @@ def annotate(
     """Annotate every record of ``source`` with ``pipeline`` into the folder ``output``."""
     start = time.perf_counter()
     kind = input_format(source)
+    if options.output_format == "parquet" or kind == "parquet" or options.engine == "ray":
+        require_pyarrow("Parquet input/output and the Ray engine")
     spec = pipeline_spec(
         pipeline,
         workers=options.workers,
