@@ -6,7 +6,7 @@
 For every dev sentence the "answer" is its gold entities as {label: [strings]} (each string
 once per label), in five variants: clean, UPPER case, lower case, Title Case, and one-character
 typos (one letter of each string replaced, at a seeded random position). Each answer is aligned
-to the sentence's tokens by ``spacy_ner_project.align`` as it was before the guards (the file at
+to the sentence's tokens by ``spacy_ner_project.llm.align`` as it was before the guards (the file at
 ``--baseline-ref``, loaded from git into a temporary module) and as it is now. A placed span
 counts as correct when its token range and label equal a gold entity's. Recall = correct /
 gold entities, precision = correct / placed spans. The report holds aggregate figures only
@@ -30,12 +30,12 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import spacy
 from spacy.tokens import Doc
 
-from spacy_ner_project import align as guarded
+from spacy_ner_project.llm import align as guarded
 from spacy_ner_project.conll import iob2_spans, read_conll, to_doc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# main before the guards (issue 10 item 4) were added to spacy_ner_project/align.py
+# main before the guards (issue 10 item 4) were added to spacy_ner_project/llm/align.py
 BASELINE_REF = "2016312"
 SEED = 0
 Answer = List[Tuple[str, str]]
@@ -148,7 +148,7 @@ def main() -> None:
         f"`python benchmarks/align_recall.py` ({elapsed:.0f} s). CoNLL-2003 dev, {len(data):,} sentences "
         f"with entities, {rows[0][1]['before'][0]:,} gold entities. Each sentence's answer is its gold "
         "entity strings per label (once per label), changed per variant; it is aligned to the "
-        "sentence's tokens by `spacy_ner_project.align` before the guards "
+        "sentence's tokens by `spacy_ner_project.llm.align` before the guards "
         f"(git `{args.baseline_ref}`) and with them. A placed span is correct when its tokens and "
         "label equal a gold entity's. Default `AlignOptions` (fuzzy cutoff 88, at least 4 characters).",
         "",

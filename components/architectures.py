@@ -9,7 +9,7 @@ from spacy_transformers.layers import TransformerModel
 from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
-from spacy_ner_project.backbone import EMBEDDED, resolve_backbone
+from spacy_ner_project.training.backbone import EMBEDDED, resolve_backbone
 from spacy_ner_project.components.precision import enable_cpu_bf16
 
 
@@ -25,7 +25,7 @@ def transformer_model_v1(
 ) -> TransformerModel:
     """spacy-transformers' ``TransformerModel.v3`` whose ``name`` may be ``"embedded"``.
 
-    The name is resolved (see :func:`spacy_ner_project.backbone.resolve_backbone`) only
+    The name is resolved (see :func:`spacy_ner_project.training.backbone.resolve_backbone`) only
     when the model is initialised for training, never when a trained pipeline is
     loaded: a saved pipeline carries its weights and tokenizer and needs no hub.
     ``fallback`` is used when a hub name cannot be loaded offline (``None``: raise).

@@ -10,8 +10,8 @@ Use as a component's scorer, e.g. to replace the ner default while keeping spaCy
     text_scorer = "ratio"
     include_spacy = true
 
-Modes, matching and keys: see :mod:`spacy_ner_project.matching` and
-:mod:`spacy_ner_project.span_scorer`.
+Modes, matching and keys: see :mod:`spacy_ner_project.scoring.matching` and
+:mod:`spacy_ner_project.scoring.spans`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Callable, Dict, Iterable, List
 
 from spacy.training import Example
 
-from spacy_ner_project.matching import MODES, MatchSettings, check_modes
-from spacy_ner_project.span_scorer import score_fuzzy_ents
+from spacy_ner_project.scoring.matching import MODES, MatchSettings, check_modes
+from spacy_ner_project.scoring.spans import score_fuzzy_ents
 
 
 def _score(

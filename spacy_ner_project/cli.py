@@ -43,7 +43,10 @@ def _root() -> None:
 
 
 # Commands are registered by their modules, one line each.
-from spacy_ner_project import conll, evaluate, llm_evaluate, train, visualize  # noqa: E402
+from spacy_ner_project import conll  # noqa: E402
+from spacy_ner_project.evaluation import evaluate, visualize  # noqa: E402
+from spacy_ner_project.evaluation import llm as llm_evaluate  # noqa: E402
+from spacy_ner_project.training import overrides as train  # noqa: E402
 from spacy_ner_project.commands import serve_llm  # noqa: E402
 
 app.command("convert")(conll.convert_cli)

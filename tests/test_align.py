@@ -1,4 +1,4 @@
-"""Alignment of LLM entity strings to token boundaries (spacy_ner_project.align)."""
+"""Alignment of LLM entity strings to token boundaries (spacy_ner_project.llm.align)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_ner_project.align import FUNCTION_WORDS, AlignOptions, Mention, align, align_doc, case_compatible
-from spacy_ner_project.align import function_word_refused, normalize, query_refusal, resolve_overlaps
+from spacy_ner_project.llm.align import FUNCTION_WORDS, AlignOptions, Mention, align, align_doc, case_compatible
+from spacy_ner_project.llm.align import function_word_refused, normalize, query_refusal, resolve_overlaps
 
 NLP = spacy.blank("en")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from thinc.api import Model
 
-from spacy_ner_project import backbone
-from spacy_ner_project.backbone import BackboneUnavailable, embedded_backbone_path, resolve_backbone
+from spacy_ner_project.training import backbone
+from spacy_ner_project.training.backbone import BackboneUnavailable, embedded_backbone_path, resolve_backbone
 from spacy_ner_project.components.architectures import transformer_model_v1
 
 
@@ -31,7 +31,7 @@ def test_local_folder_passes_through(tmp_path: Path) -> None:
 
 
 def test_hub_name_falls_back_offline_with_a_warning(offline, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="spacy_ner_project.backbone"):
+    with caplog.at_level(logging.WARNING, logger="spacy_ner_project.training.backbone"):
         assert resolve_backbone("distilbert-base-cased") == str(embedded_backbone_path())
     assert "distilbert-base-cased" in caplog.text and "falling back" in caplog.text
 

@@ -195,7 +195,7 @@ def test_evaluate_gpu_that_is_not_there(tmp_path: Path, gold: Path, pipeline: Pa
     def no_gpu(gpu_id: int) -> None:
         raise ValueError("GPU is not accessible. Was the library installed correctly?")
 
-    monkeypatch.setattr("spacy_ner_project.evaluate.spacy.require_gpu", no_gpu)
+    monkeypatch.setattr("spacy_ner_project.evaluation.evaluate.spacy.require_gpu", no_gpu)
     assert "--gpu-id 0: GPU is not accessible" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--gpu-id", "0")
 
 
@@ -205,7 +205,7 @@ def test_an_os_error_anywhere_is_one_line(tmp_path: Path, gold: Path, pipeline: 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
 
-    monkeypatch.setattr("spacy_ner_project.report.write_report", denied)
+    monkeypatch.setattr("spacy_ner_project.evaluation.report.write_report", denied)
     line = run("evaluate", pipeline, gold, "--output", tmp_path / "r")
     assert line.startswith(f"✘ cannot access {target}: Permission denied")
 

@@ -13,7 +13,7 @@ from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
-from spacy_ner_project.llm_evaluate import FailurePolicy, Progress, llm_evaluate, model_overrides, read_gold
+from spacy_ner_project.evaluation.llm import FailurePolicy, Progress, llm_evaluate, model_overrides, read_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm_ner.cfg"

@@ -13,8 +13,8 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_ner_project.llm_evaluate import llm_evaluate
-from spacy_ner_project.llm_server import KNOWN_MODELS, LocalLLMServer, ServerSettings
+from spacy_ner_project.evaluation.llm import llm_evaluate
+from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
 
 MODEL = "smollm2"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_ner.cfg"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from spacy_ner_project.commands.serve_llm import run_with_server, substitute_base_url
-from spacy_ner_project.llm_server import (
+from spacy_ner_project.llm.server import (
     KNOWN_MODELS,
     LocalLLMServer,
     LocalServerError,

@@ -17,7 +17,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy_llm.registry import registry as llm_registry
 
-from spacy_ner_project.align import AlignOptions
+from spacy_ner_project.llm.align import AlignOptions
 from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
 from spacy_ner_project.components.llm.task import JsonNERTask
 from spacy_ner_project.components.llm.util import USER_DATA_KEY, choose_prompt_examples, prompt_document

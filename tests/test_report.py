@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
 from spacy_ner_project.conll import DOC_ID_KEY
-from spacy_ner_project.evaluate import evaluate_pipelines, read_gold
-from spacy_ner_project.matching import MODES
-from spacy_ner_project.report import render_html, write_report
-from spacy_ner_project.span_scorer import score_key
+from spacy_ner_project.evaluation.evaluate import evaluate_pipelines, read_gold
+from spacy_ner_project.scoring.matching import MODES
+from spacy_ner_project.evaluation.report import render_html, write_report
+from spacy_ner_project.scoring.spans import score_key
 
 # text, gold entities as (start token, end token, label)
 GOLD: List[Tuple[str, List[Tuple[int, int, str]]]] = [
@@ -168,16 +168,16 @@ def test_html_escapes_names_and_paths(corpus: Dict[str, Path]) -> None:
 
 def test_evaluate_core_does_not_import_the_report() -> None:
     """report.py reads evaluate's results; evaluate.py imports the report only in its command."""
-    source = Path(__file__).resolve().parents[1] / "spacy_ner_project" / "evaluate.py"
+    source = Path(__file__).resolve().parents[1] / "spacy_ner_project" / "evaluation" / "evaluate.py"
     tree = ast.parse(source.read_text(encoding="utf-8"))
     importers = {
         node.name
         for node in ast.walk(tree)
         if isinstance(node, ast.FunctionDef)
         for inner in ast.walk(node)
-        if isinstance(inner, ast.ImportFrom) and inner.module == "spacy_ner_project.report"
+        if isinstance(inner, ast.ImportFrom) and inner.module == "spacy_ner_project.evaluation.report"
     }
-    top_level = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "spacy_ner_project.report"]
+    top_level = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "spacy_ner_project.evaluation.report"]
     assert not top_level and all(name.endswith("_cli") for name in importers), importers
 
 

@@ -22,9 +22,9 @@ import spacy
 from spacy.tokens import DocBin, Span
 from test_report import BAD_PATTERNS, GOLD, GOOD_PATTERNS, ruler_pipeline
 
-from spacy_ner_project.evaluate import evaluate_pipelines, read_gold
-from spacy_ner_project.matching import MODES
-from spacy_ner_project.report import write_report
+from spacy_ner_project.evaluation.evaluate import evaluate_pipelines, read_gold
+from spacy_ner_project.scoring.matching import MODES
+from spacy_ner_project.evaluation.report import write_report
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = [

@@ -15,8 +15,8 @@ from spacy.training import Example
 from spacy.util import registry
 from spacy.vocab import Vocab
 
-from spacy_ner_project.matching import MODES, Entity, MatchSettings, match_entities, match_texts
-from spacy_ner_project.span_scorer import boundary_confusion, score_fuzzy_ents, score_key
+from spacy_ner_project.scoring.matching import MODES, Entity, MatchSettings, match_entities, match_texts
+from spacy_ner_project.scoring.spans import boundary_confusion, score_fuzzy_ents, score_key
 
 LABELS = ("PER", "LOC", "ORG")
 VOCAB = Vocab()

@@ -18,7 +18,7 @@ import spacy
 from spacy.tokens import DocBin
 
 from spacy_ner_project.conll import convert
-from spacy_ner_project.train import training_overrides
+from spacy_ner_project.training.overrides import training_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "assets" / "demo"

@@ -9,7 +9,7 @@ from spacy_llm.tasks.util.sharding import make_shard_mapper
 from spacy_llm.ty import ExamplesConfigType, Scorer, ShardMapper
 from spacy_llm.util import split_labels
 
-from spacy_ner_project.align import AlignOptions
+from spacy_ner_project.llm.align import AlignOptions
 
 from .parser import DEFAULT_LABEL_MAP, is_usable_answer, parse_json_responses
 from .task import JsonNERTask
@@ -58,7 +58,7 @@ def make_json_ner_task_v1(
     existing_ents: "keep" (entities set earlier stay; LLM spans that overlap them are dropped)
         or "overwrite" (the LLM's entities replace them).
     fuzzy_cutoff / max_fuzzy_tokens / min_fuzzy_chars / strip_possessive: alignment
-        (spacy_ner_project.align.AlignOptions, whose defaults these are).
+        (spacy_ner_project.llm.align.AlignOptions, whose defaults these are).
     shard_mapper: spacy-llm shard mapper for docs whose prompt exceeds the model's context
         length (default spacy.ShardMapper.v1); the task makes shards overlap by
         ``shard_overlap`` tokens and maps answers onto the original doc.

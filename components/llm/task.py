@@ -3,7 +3,7 @@
 A spacy-llm sharding task. Per doc it renders one prompt per shard (long docs are cut by a
 spacy-llm shard mapper into overlapping shards), parses each shard's answer
 (``parser.parse_answer``), and places every returned string in the ORIGINAL doc
-(``spacy_ner_project.align``) — doc.text is never rebuilt from shards. What could not become an
+(``spacy_ner_project.llm.align``) — doc.text is never rebuilt from shards. What could not become an
 entity is kept on the doc, under ``doc.user_data["spacy_ner_project.llm"]``::
 
     {
@@ -11,7 +11,7 @@ entity is kept on the doc, under ``doc.user_data["spacy_ner_project.llm"]``::
       "errors": ["shard 0: ..."],   # failed requests, unparseable answers (logged at DEBUG only)
       "unknown_labels": [{"label": "FOOD", "text": "pizza"}],
       "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],
-      # reasons: spacy_ner_project.align's ("not_found", "overlap", "function_word", ...), or
+      # reasons: spacy_ner_project.llm.align's ("not_found", "overlap", "function_word", ...), or
       # "copied_from_examples": not in the text, and equal (align.normalize) to an entity
       # string of a few-shot example, so most likely copied from the prompt
       "dropped": [{"label": "LOC", "text": "New York", "start_char": 4, "end_char": 12,
@@ -37,7 +37,7 @@ from spacy.training import Example
 from spacy_llm.tasks.builtin_task import BuiltinTask
 from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, TaskResponseParser
 
-from spacy_ner_project.align import AlignOptions, Mention, align_doc, normalize
+from spacy_ner_project.llm.align import AlignOptions, Mention, align_doc, normalize
 
 from .parser import ParsedAnswer
 from .util import USER_DATA_KEY, JsonNERExample, choose_prompt_examples, document_tags, order_labels, original_doc

@@ -1,4 +1,4 @@
-"""``serve-llm``: start a local llama.cpp server (spacy_ner_project.llm_server), run a command
+"""``serve-llm``: start a local llama.cpp server (spacy_ner_project.llm.server), run a command
 against it, stop the server.
 
     python -m spacy_ner_project serve-llm --model smollm2 -- \\
@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 import typer
 from wasabi import msg
 
-from spacy_ner_project.llm_server import KNOWN_MODELS, LocalLLMServer, LocalServerError, ServerSettings
+from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, LocalServerError, ServerSettings
 
 BASE_URL_PLACEHOLDER = "{base_url}"
 BASE_URL_ENV = "LLM_BASE_URL"

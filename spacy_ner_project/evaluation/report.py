@@ -1,15 +1,15 @@
-"""Write an :class:`~spacy_ner_project.evaluate.Evaluation` as metrics.json, report.md and report.html.
+"""Write an :class:`~spacy_ner_project.evaluation.evaluate.Evaluation` as metrics.json, report.md and report.html.
 
 Tables follow the seed notebook's layout: Entity, Precision, Recall, F1, Number (gold support),
 one row per type and an "Overall" row; with several pipelines the Markdown table puts their
 columns side by side and the HTML page puts one table per pipeline side by side. One table
 compares the matching modes (spaCy's exact scorer and each fuzzy mode, rows) of every
 pipeline (Precision/Recall/F1 columns). The HTML page is rendered from the autoescaping Jinja
-templates in ``spacy_ner_project/templates`` and is self-contained: inline CSS, no scripts,
+templates in ``spacy_ner_project/evaluation/templates`` and is self-contained: inline CSS, no scripts,
 the confusion matrices as PNG data: URIs, and displaCy renderings (gold beside every pipeline)
 of the documents where they disagree plus a sample.
 
-This module reads evaluation results; :mod:`spacy_ner_project.evaluate` never imports it
+This module reads evaluation results; :mod:`spacy_ner_project.evaluation.evaluate` never imports it
 (only its command function calls it).
 """
 
@@ -29,9 +29,9 @@ from matplotlib.figure import Figure
 from spacy import displacy
 from spacy.tokens import Doc
 
-from spacy_ner_project.evaluate import Evaluation, PipelineResult
-from spacy_ner_project.matching import COUNT_NAMES, MODES
-from spacy_ner_project.span_scorer import NO_ENTITY, score_key
+from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult
+from spacy_ner_project.scoring.matching import COUNT_NAMES, MODES
+from spacy_ner_project.scoring.spans import NO_ENTITY, score_key
 
 OVERALL = "Overall"
 SPACY_SCHEME = "spacy"
@@ -211,7 +211,7 @@ def render_markdown(evaluation: Evaluation) -> str:
 def templates() -> jinja2.Environment:
     """The report's Jinja templates (package data), HTML-escaping every value not marked Markup."""
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("spacy_ner_project", "templates"),
+        loader=jinja2.PackageLoader("spacy_ner_project.evaluation", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

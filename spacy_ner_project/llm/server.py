@@ -20,7 +20,7 @@ The launcher waits for ``GET /v1/models`` to answer (bounded by ``startup_timeou
 stops the server when the ``with`` block ends, also on an exception or Ctrl-C: SIGTERM, then
 SIGKILL after ``stop_timeout``. The server runs in its own process group (a Ctrl-C at the
 terminal reaches only the launcher, which then stops it) and, on Linux, receives SIGTERM if
-the launcher itself dies. Its output goes to a log file; when it does not come up, the error
+the launcher itself dies (SIGKILL: a busy server ignores SIGTERM until its request is done). Its output goes to a log file; when it does not come up, the error
 is one line with the log's last lines.
 """
 
@@ -46,7 +46,7 @@ import httpx
 HOST = "127.0.0.1"
 # llama_cpp.server's own main, run by this module (see serve_main) so that it can switch off
 # llama.cpp's extra CPU buffer types first
-SERVER_LAUNCHER = (sys.executable, "-m", "spacy_ner_project.llm_server")
+SERVER_LAUNCHER = (sys.executable, "-m", "spacy_ner_project.llm.server")
 EXTRA_BUFTS_ENV = "SPACY_NER_LLAMA_EXTRA_BUFTS"
 PASSTHROUGH = "passthrough"
 GGUF_TEMPLATE = "gguf"
@@ -192,7 +192,7 @@ def server_command(settings: ServerSettings, *, gguf: Path, port: int, workdir: 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))  # the server may ignore SIGTERM while generating
 
 
 def log_tail(path: Path, *, lines: int = 5) -> str:
@@ -296,7 +296,7 @@ class LocalLLMServer:
 
 
 def serve_main() -> None:
-    """``python -m spacy_ner_project.llm_server ARGS``: llama_cpp.server's main with ARGS, with
+    """``python -m spacy_ner_project.llm.server ARGS``: llama_cpp.server's main with ARGS, with
     llama.cpp's extra CPU buffer types off unless SPACY_NER_LLAMA_EXTRA_BUFTS=1."""
     import llama_cpp.llama
     from llama_cpp.server.__main__ import main

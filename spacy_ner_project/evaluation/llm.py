@@ -46,7 +46,7 @@ from spacy.util import dict_to_dot, load_config, load_model_from_config
 from tqdm import tqdm
 from wasabi import msg
 
-from spacy_ner_project import evaluate
+from spacy_ner_project.evaluation import evaluate
 from spacy_ner_project.components.llm.util import USER_DATA_KEY
 
 UNITS = ("docs", "sents")
@@ -363,7 +363,7 @@ def llm_evaluate(
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, result)
     if report_dir is not None:
-        from spacy_ner_project.report import write_report
+        from spacy_ner_project.evaluation.report import write_report
 
         write_report(evaluate.Evaluation(data=str(data), gold=gold, results=[scored]), report_dir)
     return result

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
-from spacy_ner_project.matching import (
+from spacy_ner_project.scoring.matching import (
     COUNT_NAMES,
     MODES,
     Entity,

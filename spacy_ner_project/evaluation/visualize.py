@@ -9,8 +9,8 @@ import typer
 from wasabi import msg
 
 from spacy_ner_project.conll import check_output_file, write_atomic
-from spacy_ner_project.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
-from spacy_ner_project.report import html_doc_grids, html_page, label_colors
+from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
+from spacy_ner_project.evaluation.report import html_doc_grids, html_page, label_colors
 
 
 def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:

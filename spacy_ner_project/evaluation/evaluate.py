@@ -2,7 +2,7 @@
 
 ``python -m spacy_ner_project evaluate PIPELINE [PIPELINE ...] DATA.spacy --output DIR`` writes
 ``metrics.json`` (every key: spaCy's plus ``fuzzy_ents_*``), ``report.md`` and a self-contained
-``report.html`` (see :mod:`spacy_ner_project.report`).
+``report.html`` (see :mod:`spacy_ner_project.evaluation.report`).
 
 The entities may come from any component (``ner``, ``llm``, an entity ruler...): each pipeline's
 ``doc.ents`` are scored directly, so a pipeline without a ``ner`` component is scored the same
@@ -30,8 +30,8 @@ from wasabi import msg
 from spacy_ner_project.conll import DOC_ID_KEY
 from spacy_ner_project.docbin import read_docbin
 from spacy_ner_project.errors import UserError
-from spacy_ner_project.matching import MODES, MatchSettings
-from spacy_ner_project.span_scorer import NO_ENTITY, boundary_confusion, score_fuzzy_ents
+from spacy_ner_project.scoring.matching import MODES, MatchSettings
+from spacy_ner_project.scoring.spans import NO_ENTITY, boundary_confusion, score_fuzzy_ents
 
 DEFAULT_SETTINGS = MatchSettings()
 EntitySet = frozenset  # of (start_char, end_char, label)
@@ -249,7 +249,7 @@ def evaluate_cli(
     text_scorer: str = typer.Option(DEFAULT_SETTINGS.text_scorer, help="text mode: rapidfuzz.fuzz scorer"),
 ) -> None:
     """Score pipelines on the same gold data with spaCy's and the fuzzy scorer; write one report."""
-    from spacy_ner_project.report import SUMMARY_HEADER, md_scheme_table, summary_rows, write_report
+    from spacy_ner_project.evaluation.report import SUMMARY_HEADER, md_scheme_table, summary_rows, write_report
 
     if len(paths) < 2:
         raise UserError("give at least one pipeline and then the gold .spacy file")
