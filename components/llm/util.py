@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Where the task leaves what it could not turn into entities (see JsonNERTask.parse_responses).
-USER_DATA_KEY = "spacy_ner_project.llm"
+from spacy_ner_project.llm.record import LLM_RECORD_KEY as USER_DATA_KEY  # noqa: F401  (one home: the core)
 # Private mark on shard docs: the doc they were cut from and their first token in it.
 SHARD_ORIGIN_KEY = "spacy_ner_project.llm.shard_origin"
 

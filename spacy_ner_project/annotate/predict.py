@@ -15,7 +15,7 @@ from typing import Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_ner_project.components.llm.util import USER_DATA_KEY
+from spacy_ner_project.llm.record import LLM_RECORD_KEY as USER_DATA_KEY
 
 from .records import Record
 

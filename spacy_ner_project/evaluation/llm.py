@@ -47,7 +47,7 @@ from tqdm import tqdm
 from wasabi import msg
 
 from spacy_ner_project.evaluation import evaluate
-from spacy_ner_project.components.llm.util import USER_DATA_KEY
+from spacy_ner_project.llm.record import LLM_RECORD_KEY as USER_DATA_KEY
 
 UNITS = ("docs", "sents")
 LLM_LOGGER = "spacy_ner_project.llm"
