@@ -15,13 +15,9 @@ def shown(*, enabled: bool = True) -> bool:
     return enabled and sys.stderr.isatty()
 
 
-def bar(*, total: Optional[int] = None, desc: str = "", unit: str = "it", enabled: bool = True, force: bool = False) -> tqdm:
-    """A tqdm bar on stderr; disabled unless ``enabled`` and stderr is a terminal (``force``:
-    draw it anyway, for tests)."""
-    return tqdm(
-        total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
-        disable=not (force and enabled or shown(enabled=enabled)),
-    )
+def bar(*, total: Optional[int] = None, desc: str = "", unit: str = "it", enabled: bool = True) -> tqdm:
+    """A tqdm bar on stderr; disabled unless ``enabled`` and stderr is a terminal."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=not shown(enabled=enabled))
 
 
 def progress(iterable: Iterable[T], *, total: Optional[int] = None, desc: str = "", enabled: bool = True) -> Iterator[T]:

@@ -1,9 +1,10 @@
-"""llm-evaluate end to end: configs/llm_ner.cfg against the local server replaying recorded answers."""
+"""evaluate / llm-evaluate of an LLM config end to end: configs/llm_ner.cfg against the local
+server replaying recorded answers; one metrics schema with the trained pipelines'."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 import spacy
@@ -13,8 +14,12 @@ from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
-from spacy_ner_project.evaluation.llm import FailurePolicy, Progress, llm_evaluate, model_overrides, read_gold
-
+from spacy_ner_project.commands.evaluate import evaluate_cli, llm_evaluate_cli
+from spacy_ner_project.evaluation.evaluate import run_evaluation
+from spacy_ner_project.evaluation.gold import read_gold
+from spacy_ner_project.evaluation.llm import FailurePolicy, Progress
+from spacy_ner_project.evaluation.pipelines import model_overrides
+from spacy_ner_project.evaluation.report import write_report
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm_ner.cfg"
 REPLAY = Path(__file__).parent / "data" / "llm_replay.jsonl"
@@ -52,48 +57,61 @@ def replay_server(chat_server: ChatServer) -> ChatServer:
     return chat_server
 
 
+def evaluate_config(server: ChatServer, gold_path: Path, tmp_path: Path, *, n_docs: int = 0, **options: Any) -> Dict[str, Any]:
+    """The core path of `llm-evaluate`: metrics.json as written, of CONFIG (named llm_ner)."""
+    overrides = model_overrides(component="llm", base_url=server.base_url, cache=tmp_path / "cache.sqlite", **options)
+    evaluation = run_evaluation([str(CONFIG)], gold_path, n_docs=n_docs, unit="sents", overrides=overrides)
+    return srsly.read_json(write_report(evaluation, tmp_path / "report", displacy_limit=0)["metrics.json"])
+
+
 def test_scores_recorded_answers_and_counts_the_failed_doc(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
-    out = tmp_path / "metrics.json"
-    result = llm_evaluate(
-        CONFIG, gold_path, out, n=0, model="replayed", base_url=replay_server.base_url, cache=tmp_path / "cache.sqlite"
-    )
-    written = srsly.read_json(out)
-    assert written["task_report"] == result["task_report"] and written["scores"]["ents_f"] == pytest.approx(result["scores"]["ents_f"])
-    scores = result["scores"]
+    metrics = evaluate_config(replay_server, gold_path, tmp_path, model="replayed")
+    scores, llm = metrics["pipelines"]["llm_ner"], metrics["llm"]["llm_ner"]
     # 8 of 9 gold entities recovered from the wrapped answers; the unrecorded sentence got a 404
     assert scores["ents_p"] == 1.0 and scores["ents_r"] == pytest.approx(8 / 9)
     assert scores["ents_per_type"]["LOC"]["r"] == pytest.approx(3 / 4)
     assert scores["fuzzy_ents_strict_f"] == pytest.approx(scores["ents_f"])
-    assert result["task_report"]["docs_with_errors"] == 1
-    assert result["model_stats"]["failures"] == 1 and result["n_docs"] == 5
+    assert llm["task_report"]["docs_with_errors"] == 1
+    assert llm["model_stats"]["failures"] == 1 and llm["n_docs"] == 5 and metrics["n_docs"] == 5
+    assert metrics["unit"] == "sents" and llm["docs_per_second"] > 0
     assert {r.body["model"] for r in replay_server.chat_requests} == {"replayed"}
 
 
 def test_rerun_is_answered_from_the_cache(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
-    options = dict(n=4, base_url=replay_server.base_url, cache=tmp_path / "cache.sqlite")
-    first = llm_evaluate(CONFIG, gold_path, tmp_path / "a.json", **options)
+    first = evaluate_config(replay_server, gold_path, tmp_path, n_docs=4)
     replay_server.reset()
-    second = llm_evaluate(CONFIG, gold_path, tmp_path / "b.json", **options)
-    assert replay_server.chat_requests == [] and second["model_stats"]["cache_hits"] == 4  # (GET /models: the cache identity)
-    drop_speed = lambda scores: {k: v for k, v in scores.items() if k != "speed"}  # noqa: E731
-    assert drop_speed(second["scores"]) == drop_speed(first["scores"]) and first["scores"]["ents_f"] == 1.0
+    second = evaluate_config(replay_server, gold_path, tmp_path, n_docs=4)
+    assert replay_server.chat_requests == [] and second["llm"]["llm_ner"]["model_stats"]["cache_hits"] == 4  # (GET /models: the cache identity)
+    drop_speed = lambda metrics: {k: v for k, v in metrics["pipelines"]["llm_ner"].items() if k != "speed"}  # noqa: E731
+    assert drop_speed(second) == drop_speed(first) and first["pipelines"]["llm_ner"]["ents_f"] == 1.0
 
 
-def test_cli_prints_table_and_writes_metrics(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
-    out = tmp_path / "m.json"
-    args = ["llm-evaluate", str(CONFIG), str(gold_path), str(out), "--n-docs", "2", "--unit", "sents",
-            "--base-url", replay_server.base_url, "--cache", str(tmp_path / "c.sqlite")]
-    result = CliRunner().invoke(app, args)
+def run_cli(server: ChatServer, gold_path: Path, out: Path, *extra: str, command: str = "llm-evaluate") -> "Result":  # noqa: F821
+    args = [command, str(CONFIG), str(gold_path), "--output", str(out), "--n-docs", "0",
+            "--base-url", server.base_url, "--cache", str(out.with_name(f"{out.name}.sqlite")), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_cli_prints_table_and_writes_the_report(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    result = run_cli(replay_server, gold_path, tmp_path / "r", "--n-docs", "2")
     assert result.exit_code == 0, result.output
-    assert "spaCy (exact)" in result.output and "fuzzy strict" in result.output
-    assert srsly.read_json(out)["n_docs"] == 2
+    assert "spaCy (exact)" in result.output and "strict" in result.output and "cache_hits" in result.output
+    metrics = srsly.read_json(tmp_path / "r" / "metrics.json")
+    assert metrics["n_docs"] == 2 and metrics["unit"] == "sents" and list(metrics["llm"]) == ["llm_ner"]
+    assert "## LLM runs" in (tmp_path / "r" / "report.md").read_text()
+    assert "<h2>LLM runs</h2>" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_cli_reports_missing_data(tmp_path: Path) -> None:
     default_cache = ROOT / "cache" / "llm_responses.sqlite"  # the config's cache path
     existed = default_cache.exists()
-    result = CliRunner().invoke(app, ["llm-evaluate", str(CONFIG), str(tmp_path / "nope.spacy"), str(tmp_path / "m.json")])
+    result = CliRunner().invoke(app, ["llm-evaluate", str(CONFIG), str(tmp_path / "nope.spacy"), "--output", str(tmp_path / "r")])
     assert result.exit_code == 1 and "nope.spacy" in result.output and default_cache.exists() == existed
+
+
+def test_old_metrics_file_argument_is_refused_with_a_hint(tmp_path: Path, gold_path: Path) -> None:
+    result = CliRunner().invoke(app, ["llm-evaluate", str(CONFIG), str(gold_path), str(tmp_path / "m.json"), "--output", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "m.json" in result.output and "--output" in result.output
 
 
 def test_read_gold_splits_sentences(tmp_path: Path) -> None:
@@ -102,8 +120,8 @@ def test_read_gold_splits_sentences(tmp_path: Path) -> None:
     doc.set_ents([], default="outside")
     path = tmp_path / "g.spacy"
     DocBin(docs=[doc, doc]).to_disk(path)
-    assert [d.text.strip() for d in read_gold(path, n=3, unit="sents")] == ["Sam left .", "Kim came .", "Sam left ."]
-    assert len(read_gold(path, n=0, unit="docs")) == 2 and len(read_gold(path, n=1, unit="docs")) == 1
+    assert [d.text.strip() for d in read_gold(path, n_docs=3, unit="sents")] == ["Sam left .", "Kim came .", "Sam left ."]
+    assert len(read_gold(path, n_docs=0, unit="docs")) == 2 and len(read_gold(path, n_docs=1, unit="docs")) == 1
 
 
 def test_overrides_target_the_component_model() -> None:
@@ -112,12 +130,6 @@ def test_overrides_target_the_component_model() -> None:
         "components.llm.model.model": "m",
         "components.llm.model.cache": {"@llm_misc": "spacy_ner_project.SQLiteCache.v1", "path": "c.sqlite"},
     }
-
-
-def run_cli(server: ChatServer, gold_path: Path, tmp_path: Path, *extra: str) -> "Result":  # noqa: F821
-    args = ["llm-evaluate", str(CONFIG), str(gold_path), str(tmp_path / "m.json"), "--n-docs", "0",
-            "--base-url", server.base_url, "--cache", str(tmp_path / "c.sqlite"), *extra]
-    return CliRunner().invoke(app, args)
 
 
 def test_config_defaults_suit_a_real_server(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
@@ -137,7 +149,7 @@ def test_every_request_failed_exits_1_with_one_summary_line(chat_server: ChatSer
     assert result.exit_code == 1, result.output
     assert result.output.count("5 of 5 docs had failed requests") == 1
     assert result.output.count("HTTP 404") == 1  # not one warning per doc
-    assert srsly.read_json(tmp_path / "m.json")["task_report"]["docs_with_failed_requests"] == 5
+    assert srsly.read_json(tmp_path / "metrics.json")["llm"]["llm_ner"]["task_report"]["docs_with_failed_requests"] == 5
 
 
 def test_max_failed_is_a_share_of_docs(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
@@ -167,13 +179,13 @@ def test_few_shot_examples_come_from_paths_train(replay_server: ChatServer, gold
     assert missing.exit_code == 1 and "paths.train" in missing.output and "none.spacy" in missing.output
 
 
-def test_report_folder_is_written(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
-    result = run_cli(replay_server, gold_path, tmp_path, "--n-docs", "2", "--report", str(tmp_path / "report"))
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "report.md").is_file()
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Draw progress bars as on a terminal (stderr is captured here)."""
+    monkeypatch.setattr("spacy_ner_project.progress.shown", lambda *, enabled=True: enabled)
 
 
-def test_progress_shows_done_cached_failed(capsys: pytest.CaptureFixture) -> None:
+def test_progress_shows_done_cached_failed(capsys: pytest.CaptureFixture, terminal: None) -> None:
     class Stats:
         done, cache_hits, failures, requests, retries = 7, 3, 1, 5, 1
 
@@ -188,11 +200,19 @@ def test_progress_shows_done_cached_failed(capsys: pytest.CaptureFixture) -> Non
     assert capsys.readouterr().err == ""
 
 
-def test_progress_bar_follows_the_model_during_a_run(replay_server: ChatServer, gold_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    llm_evaluate(CONFIG, gold_path, tmp_path / "m.json", n=0, base_url=replay_server.base_url,
-                 cache=tmp_path / "c.sqlite", show_progress=True)
+def test_progress_bar_follows_the_model_during_a_run(
+    replay_server: ChatServer, gold_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, terminal: None
+) -> None:
+    overrides = model_overrides(component="llm", base_url=replay_server.base_url, cache=tmp_path / "c.sqlite")
+    run_evaluation([str(CONFIG)], gold_path, unit="sents", overrides=overrides, show_progress=True)
     err = capsys.readouterr().err
-    assert "5/5" in err and "failed=1" in err  # fed by the model's on_progress hook
+    assert "5/5" in err and "failed=1" in err and "docs" not in err  # fed by the model's on_progress hook, not per doc
+
+
+def test_progress_is_quiet_off_a_terminal(replay_server: ChatServer, gold_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    overrides = model_overrides(component="llm", base_url=replay_server.base_url, cache=tmp_path / "c.sqlite")
+    run_evaluation([str(CONFIG)], gold_path, unit="sents", overrides=overrides, show_progress=True)
+    assert capsys.readouterr().err == ""
 
 
 def test_unusable_answers_are_not_cached(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
@@ -201,3 +221,31 @@ def test_unusable_answers_are_not_cached(chat_server: ChatServer, gold_path: Pat
     chat_server.reset()
     run_cli(chat_server, gold_path, tmp_path, "--n-docs", "2")  # the config's cache_check: asked again
     assert len(chat_server.chat_requests) == 2
+
+
+def without_timing(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    for scores in metrics["pipelines"].values():
+        scores.pop("speed")
+    for block in metrics["llm"].values():
+        block.pop("seconds"), block.pop("docs_per_second")
+    return metrics
+
+
+def test_one_schema_for_llm_configs_and_saved_pipelines_and_one_path(
+    replay_server: ChatServer, gold_path: Path, tmp_path: Path
+) -> None:
+    ruler = spacy.blank("en")
+    ruler.add_pipe("entity_ruler").add_patterns([{"label": "LOC", "pattern": "Paris"}])
+    ruler.to_disk(tmp_path / "ruler")
+    trained = CliRunner().invoke(app, ["evaluate", str(tmp_path / "ruler"), str(gold_path), "--output", str(tmp_path / "t")])
+    llm = run_cli(replay_server, gold_path, tmp_path / "l", "--unit", "sents", "--max-failed", "1", command="evaluate")
+    alias = run_cli(replay_server, gold_path, tmp_path / "a", "--max-failed", "1", "--n-docs", "100")
+    assert trained.exit_code == llm.exit_code == alias.exit_code == 0, trained.output + llm.output + alias.output
+    t, l, a = (srsly.read_json(tmp_path / name / "metrics.json") for name in "tla")
+    assert set(t) == set(l) and set(t["pipelines"]["ruler"]) <= set(l["pipelines"]["llm_ner"])
+    assert t["llm"] == {} and set(l["llm"]["llm_ner"]) >= {"model_stats", "task_report", "docs_per_second"}
+    assert (t["unit"], l["unit"], a["unit"]) == ("docs", "sents", "sents")
+    # llm-evaluate is evaluate with the LLM defaults: the same metrics (answers cached apart)
+    l["llm"]["llm_ner"]["model_stats"] = a["llm"]["llm_ner"]["model_stats"] = None
+    assert without_timing(l) == without_timing(a)
+    assert evaluate_cli.__code__ is llm_evaluate_cli.__code__

@@ -9,8 +9,10 @@ templates in ``spacy_ner_project/evaluation/templates`` and is self-contained: i
 the confusion matrices as PNG data: URIs, and displaCy renderings (gold beside every pipeline)
 of the documents where they disagree plus a sample.
 
-This module reads evaluation results; :mod:`spacy_ner_project.evaluation.evaluate` never imports it
-(only its command function calls it).
+A pipeline with an LLM model also gets a table of its run (requests, cache hits, failures, what
+the task could not use) from the metrics' ``llm`` block.
+
+This module reads evaluation results; :mod:`spacy_ner_project.evaluation.evaluate` never imports it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from spacy import displacy
 from spacy.tokens import Doc
 
 from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult
+from spacy_ner_project.evaluation.formatting import percent
 from spacy_ner_project.scoring.matching import COUNT_NAMES, MODES
 from spacy_ner_project.scoring.spans import NO_ENTITY, score_key
 
@@ -87,6 +90,10 @@ def table_rows(evaluation: Evaluation, scheme: str) -> Tuple[List[str], Dict[str
     return sorted(labels) + [OVERALL], tables
 
 
+def unit_name(evaluation: Evaluation) -> str:
+    return "sentences" if evaluation.unit == "sents" else "documents"
+
+
 def fmt(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -116,10 +123,6 @@ def mode_rows(evaluation: Evaluation) -> List[Tuple[str, List[str], str]]:
     ]
 
 
-def percent(value: Optional[float]) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
 def words_per_second(result: PipelineResult) -> str:
     speed = result.scores.get("speed")
     return "-" if speed is None else f"{speed:.0f}"
@@ -134,6 +137,40 @@ def summary_rows(evaluation: Evaluation) -> List[Tuple[str, ...]]:
 
 
 SUMMARY_HEADER = ("Pipeline", "spaCy F", *(f"{m} F" for m in MODES), "words/s")
+
+# (header, key in the llm block's model_stats / task_report, or the block itself) of the LLM table
+LLM_COLUMNS: Tuple[Tuple[str, str, str], ...] = (
+    ("Pipeline", "", "name"),
+    ("Docs", "", "n_docs"),
+    ("Seconds", "", "seconds"),
+    ("Docs/s", "", "docs_per_second"),
+    ("Prompts", "model_stats", "prompts"),
+    ("Cache hits", "model_stats", "cache_hits"),
+    ("Answered", "model_stats", "answered"),
+    ("Failed", "model_stats", "failures"),
+    ("Retries", "model_stats", "retries"),
+    ("Docs with failed requests", "task_report", "docs_with_failed_requests"),
+    ("Docs with unparseable answers", "task_report", "docs_with_unparseable_answers"),
+    ("Unplaced strings", "task_report", "unplaced"),
+)
+
+
+def llm_rows(evaluation: Evaluation) -> List[List[str]]:
+    """One row per pipeline with an ``llm`` block (see LLM_COLUMNS); none without."""
+    rows = []
+    for r in evaluation.results:
+        if r.llm is None:
+            continue
+        block = {**r.llm, "name": r.name}
+        rows.append([str((block.get(part) if part else block).get(key, "-")) for _, part, key in LLM_COLUMNS])
+    return rows
+
+
+def llm_notes(evaluation: Evaluation) -> List[str]:
+    """The problem and warning lines of every LLM run, each prefixed with its pipeline."""
+    return [
+        f"{r.name}: {line}" for r in evaluation.results if r.llm for line in [*r.llm["problems"], *r.llm["warnings"]]
+    ]
 
 
 # --- Markdown --------------------------------------------------------------------------------
@@ -175,7 +212,7 @@ def render_markdown(evaluation: Evaluation) -> str:
     parts = [
         "# NER evaluation report",
         "",
-        f"Gold data: `{evaluation.data}`, {len(evaluation.gold)} documents, "
+        f"Gold data: `{evaluation.data}`, {len(evaluation.gold)} {unit_name(evaluation)}, "
         f"{sum(evaluation.support.values())} entities.",
         "",
         md_table(["Pipeline", "Source"], [[r.name, f"`{r.source}`"] for r in evaluation.results]),
@@ -191,6 +228,10 @@ def render_markdown(evaluation: Evaluation) -> str:
     for scheme, title in schemes(evaluation):
         parts += ["", f"## {title}", "", md_scheme_table(evaluation, scheme)]
     parts += ["", "## Counts per mode", "", md_table(COUNT_HEADER, count_rows(evaluation))]
+    if llm_rows(evaluation):
+        parts += ["", "## LLM runs", "", md_table([h for h, _, _ in LLM_COLUMNS], llm_rows(evaluation))]
+        notes = llm_notes(evaluation)
+        parts += ([""] if notes else []) + [f"- {line}" for line in notes]
     parts += ["", "## Label confusion (boundary-matched entities)"]
     for r in evaluation.results:
         parts += ["", f"### {r.name}", "", md_confusion(r)]
@@ -310,6 +351,7 @@ def render_html(evaluation: Evaluation, *, displacy_limit: int = 10) -> str:
         title="NER evaluation report",
         data=evaluation.data,
         n_docs=len(evaluation.gold),
+        unit_name=unit_name(evaluation),
         n_entities=sum(evaluation.support.values()),
         pipelines=[[r.name, r.source, words_per_second(r)] for r in evaluation.results],
         names=[r.name for r in evaluation.results],
@@ -319,6 +361,9 @@ def render_html(evaluation: Evaluation, *, displacy_limit: int = 10) -> str:
         ],
         count_header=COUNT_HEADER,
         count_rows=count_rows(evaluation),
+        llm_header=[h for h, _, _ in LLM_COLUMNS],
+        llm_rows=llm_rows(evaluation),
+        llm_notes=llm_notes(evaluation),
         no_entity=NO_ENTITY,
         confusion_images=[(r.name, data_uri(confusion_png(r))) for r in evaluation.results],
         n_disagreements=len(disagreements),

@@ -1,16 +1,14 @@
-"""``python -m spacy_ner_project visualize``: displaCy renderings of predictions beside gold."""
+"""displaCy renderings of a pipeline's predictions beside gold, in one self-contained HTML page
+(the ``visualize`` command)."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-import typer
-from wasabi import msg
-
-from spacy_ner_project.conll import check_output_file, write_atomic
 from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
 from spacy_ner_project.evaluation.report import html_doc_grids, html_page, label_colors
+from spacy_ner_project.files import check_output_file, write_atomic
 
 
 def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:
@@ -28,13 +26,3 @@ def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_si
     write_atomic(html_page(f"Predictions of {name}", body).encode("utf-8"), output)
     return output
 
-
-def visualize_cli(
-    model: str = typer.Argument(..., help="Pipeline directory or package name"),
-    data: Path = typer.Argument(..., help="Gold .spacy file"),
-    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write"),
-    limit: int = typer.Option(20, "--limit", help="Number of documents to render"),
-) -> None:
-    """Render predictions beside gold with displaCy into one self-contained HTML page."""
-    visualize(model, data, output, limit=limit)
-    msg.good(f"Wrote {output}")
