@@ -44,16 +44,16 @@ def _root() -> None:
 
 # Commands are registered by their modules, one line each.
 from spacy_ner_project import conll  # noqa: E402
-from spacy_ner_project.evaluation import evaluate, visualize  # noqa: E402
-from spacy_ner_project.evaluation import llm as llm_evaluate  # noqa: E402
+from spacy_ner_project.evaluation import visualize  # noqa: E402
+from spacy_ner_project.commands import evaluate  # noqa: E402
 from spacy_ner_project.training import overrides as train  # noqa: E402
 from spacy_ner_project.commands import serve_llm  # noqa: E402
 
 app.command("convert")(conll.convert_cli)
-app.command("evaluate")(evaluate.evaluate_cli)
+app.command("evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate.evaluate_cli)
 app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train.train_cli)
-app.command("llm-evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(llm_evaluate.llm_evaluate_cli)
-app.command("llm-assemble", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(llm_evaluate.llm_assemble_cli)
+app.command("llm-evaluate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate.llm_evaluate_cli)
+app.command("llm-assemble", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(evaluate.llm_assemble_cli)
 app.command("serve-llm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(serve_llm.serve_llm_cli)
 app.command("visualize")(visualize.visualize_cli)
 app.command("annotate")(__import__("spacy_ner_project.commands.annotate", fromlist=["annotate_cli"]).annotate_cli)
