@@ -134,7 +134,7 @@ def test_convert_to_a_read_only_file_system(tmp_path: Path, conll: Path, monkeyp
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / ".out.spacy.x.tmp"))
 
-    monkeypatch.setattr("spacy_ner_project.conll.tempfile.mkstemp", read_only)
+    monkeypatch.setattr("spacy_ner_project.files.tempfile.mkstemp", read_only)
     line = run("convert", conll, tmp_path / "out.spacy")
     assert f"cannot write {tmp_path / 'out.spacy'}: Read-only file system" in line
 

@@ -1,22 +1,21 @@
-"""``python -m spacy_ner_project train``: ``spacy train`` with the project's switches.
+"""The config overrides of one training run (what ``python -m spacy_ner_project train`` passes
+to ``spacy train``) and the checks of its paths.
 
-It exists so that one command line serves every config in ``configs/``: the backbone
-override is applied only to configs that have a transformer, and the GPU is used only
-when asked for and available.
+They let one command line serve every config in ``configs/``: the backbone override is applied
+only to configs that have a transformer (for the others the skipped backbone is logged at INFO).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
-
-import typer
-from wasabi import msg
 
 from spacy_ner_project.docbin import check_docbin
 from spacy_ner_project.errors import UserError, one_line
 
 TRANSFORMER_NAME = "components.transformer.model.name"
+logger = logging.getLogger(__name__)
 
 
 def check_training_paths(config_path: Path, output_path: Path, *, train: Path, dev: Path) -> None:
@@ -52,7 +51,7 @@ def training_overrides(
     if backbone:
         has_transformer = "transformer" in config.get("components", {})
         if not has_transformer:
-            msg.info(f"{config_path} has no transformer: backbone {backbone!r} not used")
+            logger.info("%s has no transformer: backbone %r not used", config_path, backbone)
         else:
             overrides[TRANSFORMER_NAME] = backbone
     if max_steps is not None:
@@ -61,30 +60,3 @@ def training_overrides(
         overrides["training.eval_frequency"] = eval_frequency
     return overrides
 
-
-def train_cli(
-    ctx: typer.Context,
-    config_path: Path = typer.Argument(..., help="Training config (configs/*.cfg)"),
-    output_path: Path = typer.Argument(..., help="Output folder (model-best, model-last)"),
-    train: Path = typer.Option(..., "--train", help="Training DocBin"),
-    dev: Path = typer.Option(..., "--dev", help="Development DocBin (model selection)"),
-    backbone: Optional[str] = typer.Option(
-        None, "--backbone", help="'embedded', a local folder or a Hugging Face name (transformer configs)"
-    ),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps"),
-    eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency"),
-    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
-) -> None:
-    """Train a NER pipeline from a config (spacy train with the project's switches).
-
-    Any further spaCy config override is passed on, e.g. --training.dropout 0.2.
-    """
-    from spacy.cli._util import parse_config_overrides
-    from spacy.cli.train import train as spacy_train
-
-    check_training_paths(config_path, output_path, train=train, dev=dev)
-    overrides = training_overrides(
-        config_path, train=train, dev=dev, backbone=backbone, max_steps=max_steps, eval_frequency=eval_frequency
-    )
-    overrides.update(parse_config_overrides(ctx.args))
-    spacy_train(config_path, output_path, use_gpu=gpu_id, overrides=overrides)
