@@ -52,9 +52,10 @@ def test_llm_workflow_runs_through_spacy_project(project: Path, chat_server: Cha
     ]
     result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads((project / "metrics" / "llm" / "dev.json").read_text())
-    assert metrics["n_docs"] == 3 and metrics["scores"]["ents_f"] == 1.0
-    assert (project / "reports" / "llm" / "report.html").is_file()
+    metrics = json.loads((project / "metrics" / "llm" / "dev" / "metrics.json").read_text())  # evaluate's schema
+    assert metrics["n_docs"] == 3 and metrics["unit"] == "sents" and metrics["pipelines"]["llm"]["ents_f"] == 1.0
+    assert metrics["llm"]["llm"]["model_stats"]["answered"] == 3
+    assert (project / "metrics" / "llm" / "dev" / "report.html").is_file()
     assert not (project / "reports" / "compare").exists()  # compare needs a trained pipeline: not in `llm`
     requests = chat_server.chat_requests
     assert len(requests) == 3 and all(r.body["max_tokens"] == 256 and "Answer:" in r.prompt for r in requests)
