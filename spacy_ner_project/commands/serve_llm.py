@@ -3,7 +3,7 @@ against it, stop the server.
 
     python -m spacy_ner_project serve-llm --model smollm2 -- \\
         python -m spacy_ner_project llm-evaluate configs/llm_ner.cfg corpus/conll2003/dev.spacy \\
-        metrics/llm_local/dev.json --base-url {base_url}
+        --output metrics/llm_local/dev --base-url {base_url}
 
 ``{base_url}`` in the command's arguments becomes the server's base URL
 (http://127.0.0.1:PORT/v1), which is also exported as ``LLM_BASE_URL``. The exit code is the
