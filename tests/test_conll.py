@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -236,6 +237,24 @@ def test_failed_conversion_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(ConllFormatError):
         convert(write(tmp_path, b""), out)
     assert out.read_bytes() == b"previous"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bar_over_documents_on_a_terminal_only_when_asked(tmp_path: Path, monkeypatch, progress: bool) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    convert(write(tmp_path, IOB2), tmp_path / "out.spacy", progress=progress)
+    assert ("data.txt" in terminal.getvalue() and "2/2" in terminal.getvalue()) is progress
+
+
+def test_cli_shows_no_progress_bar_off_a_terminal(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["convert", str(write(tmp_path, IOB2)), str(tmp_path / "out.spacy")])
+    assert result.exit_code == 0 and "2/2" not in result.output
 
 
 def test_cli_prints_counts_and_errors(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ fresh virtual environment, loads the pipeline by name and predicts.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -50,11 +51,15 @@ def tiny_trf_pipeline(tmp_path_factory: pytest.TempPathFactory, demo_corpus: dic
     return output / "model-last"
 
 
-def test_backbone_override_only_for_transformer_configs(tmp_path: Path) -> None:
+def test_backbone_override_only_for_transformer_configs(tmp_path: Path, capsys, caplog) -> None:
     trf = training_overrides(ROOT / "configs" / "ner_trf.cfg", train=tmp_path, dev=tmp_path, backbone="roberta-base")
-    cnn = training_overrides(ROOT / "configs" / "ner_cnn.cfg", train=tmp_path, dev=tmp_path, backbone="roberta-base")
+    with caplog.at_level(logging.INFO, logger="spacy_ner_project"):
+        cnn = training_overrides(ROOT / "configs" / "ner_cnn.cfg", train=tmp_path, dev=tmp_path, backbone="roberta-base")
     assert trf["components.transformer.model.name"] == "roberta-base"
     assert "components.transformer.model.name" not in cnn
+    # the core logs the unused backbone (the command line shows it) and prints nothing
+    assert [r.getMessage() for r in caplog.records] == [f"{ROOT / 'configs' / 'ner_cnn.cfg'} has no transformer: backbone 'roberta-base' not used"]
+    assert capsys.readouterr() == ("", "")
 
 
 def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path]) -> None:
