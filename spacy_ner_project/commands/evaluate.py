@@ -30,6 +30,7 @@ from wasabi import msg
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation import evaluate, pipelines
 from spacy_ner_project.evaluation.llm import FailurePolicy
+from spacy_ner_project.extras import require_plugin
 
 DEFAULT_POLICY = FailurePolicy()
 DEFAULT_LLM_COMPONENT = "llm"
@@ -177,5 +178,6 @@ def llm_assemble_cli(
     if not config.is_file():
         raise UserError(f"{config}: no such config file; give the LLM pipeline config, e.g. configs/llm_ner.cfg")
     nlp = pipelines.assemble(config, overrides=parse_config_overrides(list(ctx.args)), unit=unit)
+    extras = require_plugin(nlp)  # `spacy package` of the saved pipeline then requires spacy-ner-project[llm]
     nlp.to_disk(output)
-    msg.good(f"Saved the LLM pipeline to {output}")
+    msg.good(f"Saved the LLM pipeline to {output}" + (f" (its package requires the [{','.join(extras)}] extra)" if extras else ""))
