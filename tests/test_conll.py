@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
 from spacy_ner_project.errors import UserError
-from spacy_ner_project.conll import ConllFormatError, RawToken, convert, detect_scheme, read_conll
+from spacy_ner_project.conll import ConllFormatError, RawToken, convert, read_conll, scheme_evidence
 
 # Invented sentences; two documents, IOB2.
 IOB2 = """-DOCSTART- -X- -X- O
@@ -82,7 +82,7 @@ def test_round_trip_iob2(tmp_path: Path) -> None:
 
 
 def test_iob1_reads_identically(tmp_path: Path) -> None:
-    assert detect_scheme([[RawToken(1, 3, "x", "I", "PER")]]) == "iob1"
+    assert scheme_evidence([[RawToken(1, 3, "x", "I", "PER")]]).scheme == "iob1"
     out1, out2 = tmp_path / "a.spacy", tmp_path / "b.spacy"
     assert convert(write(tmp_path, IOB1, "a.txt"), out1).scheme == "iob1"
     convert(write(tmp_path, IOB2, "b.txt"), out2)

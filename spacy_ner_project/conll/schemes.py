@@ -57,11 +57,6 @@ def scheme_evidence(sentences: Iterable[Sequence[RawToken]]) -> SchemeEvidence:
     return SchemeEvidence(i_starts=i_starts, b_starts=b_starts)
 
 
-def detect_scheme(sentences: Iterable[Sequence[RawToken]]) -> Optional[str]:
-    """'iob1', 'iob2' or None (either reads the same): see :attr:`SchemeEvidence.scheme`."""
-    return scheme_evidence(sentences).scheme
-
-
 def iob2_tags(tokens: Sequence[RawToken], scheme: str) -> List[str]:
     """The IOB2 tags of one sentence read with ``scheme`` ('iob1' or 'iob2'): in IOB1 an entity
     starts at 'B-' or where the label changes."""
