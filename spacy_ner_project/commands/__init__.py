@@ -1,1 +1,3 @@
-"""CLI commands that are more than a wrapper around one core function (registered in cli.py)."""
+"""The command line's commands, one module each: typer functions that parse options, call the
+core library and print. ``cli.COMMANDS`` registers them by name; a module is imported only when
+its command runs (or its ``--help`` is asked for)."""
