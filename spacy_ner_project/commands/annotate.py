@@ -17,6 +17,7 @@ from wasabi import msg
 
 from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate
 from spacy_ner_project.errors import UserError
+from spacy_ner_project.progress import bar
 
 _OPTIONS = AnnotateOptions()
 _INPUT = InputSpec(Path("."))
@@ -57,10 +58,8 @@ def annotate_cli(
     )
     spec = InputSpec(source, format=input_format, id_field=id_field, text_field=text_field, max_chars=max_chars)
     if engine == "local":
-        from tqdm import tqdm
-
-        with tqdm(unit=" docs", desc="annotate") as bar:
-            summary = annotate(pipeline, spec, output, options=options, on_progress=bar.update)
+        with bar(unit=" docs", desc="annotate") as meter:  # quiet when stderr is not a terminal
+            summary = annotate(pipeline, spec, output, options=options, on_progress=meter.update)
     else:
         summary = annotate(pipeline, spec, output, options=options)  # Ray Data shows its own progress bars
     msg.good(
