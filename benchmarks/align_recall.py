@@ -31,10 +31,10 @@ import spacy
 from spacy.tokens import Doc
 
 from spacy_ner_project.llm import align as guarded
-from spacy_ner_project.conll import iob2_spans, read_conll, to_doc
+from spacy_ner_project.conll import iob2_spans, read_conll
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import HERE, ROOT, percent_of  # benchmarks/common.py
+
 # main before the guards (issue 10 item 4) were added to spacy_ner_project/llm/align.py
 BASELINE_REF = "2016312"
 SEED = 0
@@ -120,10 +120,6 @@ def score(
     return n_gold, n_placed, n_correct, reasons
 
 
-def pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.2f}" if whole else "-"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dev", type=Path, default=ROOT.parent / "shared" / "conll2003" / "dev.txt")
@@ -160,7 +156,7 @@ def main() -> None:
         g0, p0, c0, _ = figures["before"]
         g1, p1, c1, reasons = figures["guards"]
         refused = ", ".join(f"{reason} {reasons[reason]}" for reason in guard_reasons if reasons[reason]) or "none"
-        lines.append(f"| {name} | {pct(c0, g0)} | {pct(c1, g1)} | {pct(c0, p0)} | {pct(c1, p1)} | {refused} |")
+        lines.append(f"| {name} | {percent_of(c0, g0)} | {percent_of(c1, g1)} | {percent_of(c0, p0)} | {percent_of(c1, p1)} | {refused} |")
     lines += [
         "",
         "Recall below 100 on clean answers comes from gold strings that cannot be told apart by text "

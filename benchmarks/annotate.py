@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -31,6 +29,7 @@ import spacy
 from spacy.tokens import DocBin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (benchmarks/common.py)
 from corpus import ROOT, add_data_args, convert_splits  # noqa: E402
 
 from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate, read_output  # noqa: E402
@@ -72,8 +71,8 @@ def entity_map(out: Path) -> Dict[str, List[Any]]:
 def pipeline_description(pipeline: str) -> str:
     meta = spacy.util.load_meta(Path(pipeline) / "meta.json")
     f1 = (meta.get("performance") or {}).get("ents_f")
-    shown = os.path.relpath(Path(pipeline).resolve(), ROOT)
-    return f"`{shown}` ({', '.join(meta.get('pipeline', []))}; dev ents_f {100 * f1:.2f})" if f1 is not None else shown
+    shown = common.relative(pipeline)
+    return f"`{shown}` ({', '.join(meta.get('pipeline', []))}; dev ents_f {common.percent(f1)})" if f1 is not None else shown
 
 
 def main() -> None:
@@ -111,10 +110,10 @@ def main() -> None:
         "pipeline": pipeline_description(args.pipeline),
         "words": words, "docs": runs[0]["rows"], "copies": args.copies, "batch_size": args.batch_size,
         "ray_start_s": ray_start, "load_s": load_s, "same_entities": same, "runs": runs,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "versions": {name: version(name) for name in ("spacy", "ray")}, "note": args.note,
+        "machine": f"{common.cpu_model()}, {os.cpu_count()} cores",
+        "versions": {name: common.package_version(name) for name in ("spacy", "ray")}, "note": args.note,
     }
-    (HERE / "annotate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    common.write_json(HERE / "annotate.json", result)
     write_markdown(result, HERE / "annotate.md")
 
 

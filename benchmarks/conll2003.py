@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -23,57 +21,32 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import spacy
-from spacy.tokens import DocBin
-from spacy.training import Example
 
+from common import HERE, ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
+from spacy_ner_project.evaluation.evaluate import read_gold, score_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent
 LABELS = ("PER", "ORG", "LOC", "MISC")
 
 
-def machine() -> Dict[str, Any]:
-    import torch
-
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-        "gpu": "none",
-        "python": platform.python_version(),
-        "spacy": spacy.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def score(nlp, path: Path) -> Dict[str, Any]:
-    """spaCy's scorer on a DocBin (whole documents), plus inference words per second."""
-    gold = list(DocBin().from_disk(path).get_docs(nlp.vocab))
-    texts = [doc.text for doc in gold]
+    """spaCy's scorer (through the project's evaluation path) on a DocBin of whole documents,
+    plus inference words per second (``nlp.pipe(batch_size=32)`` after a warm-up)."""
+    gold = read_gold(path)
+    list(nlp.pipe(doc.text for doc in gold[:8]))  # warm-up
+    scores = score_pipeline(nlp, gold, name=path.stem, batch_size=32).scores
     n_words = sum(len(doc) for doc in gold)
-    list(nlp.pipe(texts[:8]))  # warm-up
-    start = time.perf_counter()
-    predicted = list(nlp.pipe(texts, batch_size=32))
-    seconds = time.perf_counter() - start
-    examples = [Example(pred, ref) for pred, ref in zip(predicted, gold)]
-    scores = nlp.get_pipe("ner").score(examples)
     per_type = {
-        label: {k: round(100 * v, 2) for k, v in scores["ents_per_type"].get(label, {}).items()} for label in LABELS
+        label: {k: percent_value(v) for k, v in scores["ents_per_type"].get(label, {}).items()} for label in LABELS
     }
     return {
-        "p": round(100 * scores["ents_p"], 2),
-        "r": round(100 * scores["ents_r"], 2),
-        "f": round(100 * scores["ents_f"], 2),
+        "p": percent_value(scores["ents_p"]),
+        "r": percent_value(scores["ents_r"]),
+        "f": percent_value(scores["ents_f"]),
         "per_type": per_type,
         "words": n_words,
-        "inference_seconds": round(seconds, 1),
-        "words_per_second": round(n_words / seconds),
+        "inference_seconds": round(n_words / scores["speed"], 1),
+        "words_per_second": round(scores["speed"]),
     }
 
 
@@ -96,14 +69,14 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     meta = json.loads((output / "model-best" / "meta.json").read_text())
     return {
         "name": args.name,
-        "config": str(Path(args.config).relative_to(ROOT)) if Path(args.config).is_absolute() else str(args.config),
+        "config": relative(args.config),
         "command": " ".join(["python", "-m", "spacy_ner_project", *cmd[3:]]).replace(f"{ROOT}/", ""),
         "train_wall_minutes": round(train_seconds / 60, 1),
-        "best_step_dev_f": round(100 * meta["performance"]["ents_f"], 2),
+        "best_step_dev_f": percent_value(meta["performance"]["ents_f"]),
         "dev": score(nlp, corpus["dev"]),
         # experiments (issue 5) are selected on dev only; test is scored for final choices
         "test": None if args.dev_only else score(nlp, corpus["test"]),
-        "machine": machine(),
+        "machine": machine("torch"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "note": args.note,
     }
@@ -169,8 +142,8 @@ def main() -> None:
         result = run(args)
         # read again: other runs or edits may have changed the file during this (long) run
         results = [r for r in read_results() if r["name"] != result["name"]] + [result]
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
-    (HERE / "conll2003.md").write_text(render(results))
+        write_json(results_path, results)
+    write_markdown(HERE / "conll2003.md", render(results))
     print(render(results))
 
 

@@ -10,21 +10,19 @@ Writes ``benchmarks/consistency.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Dict, List
 
 import spacy
-from spacy.scorer import get_ner_prf
+from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.training import Example
 
 from spacy_ner_project.components.consistency import harmonize
-from spacy_ner_project.evaluate import read_gold
+from spacy_ner_project.evaluation.evaluate import predict, read_gold, score_predictions
 
+from common import HERE, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
 
-HERE = Path(__file__).resolve().parent
 VARIANTS: Dict[str, Dict[str, Any]] = {
     "none": {},
     "relabel": {"relabel": True, "propagate": False},
@@ -34,10 +32,11 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def scores(predicted: List[Doc], gold: List[Doc]) -> Dict[str, Any]:
-    prf = get_ner_prf([Example(p, g) for p, g in zip(predicted, gold)])
-    return {"f": round(100 * prf["ents_f"], 2), "p": round(100 * prf["ents_p"], 2), "r": round(100 * prf["ents_r"], 2),
-            "per_type": {k: round(100 * v["f"], 2) for k, v in sorted(prf["ents_per_type"].items())}}
+def scores(nlp: Language, predicted: List[Doc], gold: List[Doc]) -> Dict[str, Any]:
+    """spaCy's entity scores (the project's evaluation path) in points."""
+    prf = score_predictions(nlp, predicted, gold)
+    return {"f": percent_value(prf["ents_f"]), "p": percent_value(prf["ents_p"]), "r": percent_value(prf["ents_r"]),
+            "per_type": {k: percent_value(v["f"]) for k, v in sorted(prf["ents_per_type"].items())}}
 
 
 def main() -> None:
@@ -48,19 +47,19 @@ def main() -> None:
     dev_path = convert_splits(args.data_dir, args.work_dir)["dev"]
     nlp = spacy.load(args.pipeline)
     gold = read_gold(dev_path)
-    predicted = list(nlp.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
+    predicted, _ = predict(nlp, gold, batch_size=32)
     results = {}
     for name, options in VARIANTS.items():
         docs = [Doc(d.vocab).from_bytes(d.to_bytes()) for d in predicted]
         if options:
             docs = [harmonize(d, **options) for d in docs]
-        results[name] = scores(docs, gold)
-    (HERE / "consistency.json").write_text(json.dumps({"pipeline": str(args.pipeline), "dev": results}, indent=2) + "\n")
+        results[name] = scores(nlp, docs, gold)
+    write_json(HERE / "consistency.json", {"pipeline": relative(args.pipeline), "dev": results})
     labels = list(next(iter(results.values()))["per_type"])
     lines = [
         "# Document-level consistency on CoNLL-2003 dev",
         "",
-        f"Pipeline `{args.pipeline}`; predictions made once, then post-processed by `doc_consistency`",
+        f"Pipeline `{relative(args.pipeline)}`; predictions made once, then post-processed by `doc_consistency`",
         "(`components/consistency.py`) with each setting; spaCy's scorer, dev only. Written by `benchmarks/consistency.py`.",
         "",
         "| variant | F1 | P | R | " + " | ".join(labels) + " |",
@@ -68,7 +67,7 @@ def main() -> None:
     ]
     for name, r in results.items():
         lines.append(f"| {name} | {r['f']} | {r['p']} | {r['r']} | " + " | ".join(str(r["per_type"][k]) for k in labels) + " |")
-    (HERE / "consistency.md").write_text("\n".join(lines) + "\n")
+    write_markdown(HERE / "consistency.md", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -36,29 +36,26 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import spacy
 import torch
 from spacy.language import Language
-from spacy.tokens import Doc
-from spacy.training import Example
 from spacy_ner_project.components.quantize import linear_layer_counts
 
-from spacy_ner_project.backbone import embedded_backbone_path
+from spacy_ner_project.training.backbone import embedded_backbone_path
 from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
+from spacy_ner_project.evaluation.evaluate import score_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
+
 CONLL = ROOT.parent / "shared" / "conll2003"
 QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
 PRECISIONS = ("float32", "bf16", "int8")
@@ -168,29 +165,11 @@ def hf_runner(threads: int, batch_size: int) -> Callable[[Sequence[str]], None]:
 
 
 def ents_f(nlp: Language, documents: Sequence[ConllDocument], *, batch_size: int) -> dict[str, float]:
-    """spaCy's entity scores (ents_p/r/f, in points) of ``nlp`` on gold CoNLL documents."""
-    examples = []
-    for document in documents:
-        gold = to_doc(document, nlp.vocab)  # predicted on the gold tokens, as CoNLL scoring does
-        predicted = Doc(nlp.vocab, words=[t.text for t in gold], spaces=[bool(t.whitespace_) for t in gold])
-        examples.append(Example(predicted, gold))
-    scores = nlp.evaluate(examples, batch_size=batch_size)
-    return {key: round(100 * scores[key], 2) for key in ("ents_p", "ents_r", "ents_f")}
-
-
-def machine() -> dict[str, Any]:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    return {
-        "cpu_model": fields.get("Model name", platform.processor()).strip(),
-        "cpus": int(fields.get("CPU(s)", os.cpu_count() or 0)),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_default_threads": torch.get_num_threads(),
-        "quantized_engine": torch.backends.quantized.engine,
-        **{name: version(name) for name in ("spacy", "spacy-transformers", "transformers")},
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    """spaCy's entity scores (ents_p/r/f, in points) of ``nlp`` on gold CoNLL documents, through
+    the project's evaluation path (the pipeline tokenizes the texts itself, like ``evaluate``)."""
+    gold = [to_doc(document, nlp.vocab) for document in documents]
+    scores = score_pipeline(nlp, gold, name="f1", batch_size=batch_size).scores
+    return {key: percent_value(scores[key]) for key in ("ents_p", "ents_r", "ents_f")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -214,9 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     inputs = build_inputs(documents)
     warm = build_inputs(documents[:2])
     report: dict[str, Any] = {
-        "machine": machine(),
-        "pipeline": {"path": str(pipeline_path), "note": args.note, **_meta(pipeline_path)},
-        "input": {"file": str(args.text), "documents": len(documents), "sentences": len(inputs.sentences),
+        "machine": machine("torch", "spacy-transformers", "transformers"),
+        "pipeline": {"path": relative(pipeline_path), "note": args.note, **_meta(pipeline_path)},
+        "input": {"file": relative(args.text), "documents": len(documents), "sentences": len(inputs.sentences),
                   "words": inputs.words, "unit": "words = CoNLL tokens"},
         "repeats": args.repeats,
         "threads": args.threads,
@@ -271,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_f1:
         gold = read_conll(args.f1_data).documents
         torch.set_num_threads(1)  # scores do not depend on it; fastest on 2 shared cores
-        f1: dict[str, Any] = {"data": str(args.f1_data), "documents": len(gold)}
+        f1: dict[str, Any] = {"data": relative(args.f1_data), "documents": len(gold)}
         for precision, nlp in pipelines.items():
             f1[precision] = ents_f(nlp, gold, batch_size=64)
         f1["delta_ents_f"] = {
@@ -282,8 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(markdown(report, argv if argv is not None else sys.argv[1:]))
+    write_json(args.output.with_suffix(".json"), report)
+    write_markdown(args.output.with_suffix(".md"), markdown(report, argv if argv is not None else sys.argv[1:]))
     print(f"Wrote {args.output.with_suffix('.json')} and .md")
 
 
@@ -337,13 +316,13 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
     default_wps = s["ours_default"]["words_per_s"]
     cores = statistics.median(row["cores_used"] for row in report["results"])
     machine_line = (
-        f"- Machine: {m['cpu_model']}, {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']} "
+        f"- Machine: {m['cpu']}, {m['cores']} CPUs, Python {m['python']}, torch {m['torch']} "
         f"(quantized engine {m['quantized_engine']}), spaCy {m['spacy']}, spacy-transformers "
         f"{m['spacy-transformers']}, transformers {m['transformers']}; torch.set_num_threads per row."
     )
     contention = (
         "- Contention: the 2 cores were shared with other processes (training runs, test suites); "
-        f"load average {m['load_average_at_start']} at start, {m['load_average_at_end']} at end "
+        f"load average {m['load_average']} at start, {m['load_average_at_end']} at end "
         "(1/5/15 min). 'cores used' is this process's CPU seconds per wall second: below the "
         f"thread count means it waited for a core; the median over all rows is {cores}. Absolute "
         "figures are pessimistic; ratios measured in the same run are fairer."
@@ -390,7 +369,7 @@ def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
     if "f1" in report:
         f1 = report["f1"]
         lines.append(
-            f"- F1 on `{f1['data']}` ({f1['documents']} documents, gold tokens, spaCy's scorer, entity "
+            f"- F1 on `{f1['data']}` ({f1['documents']} documents, spaCy's scorer through `evaluate`'s path, entity "
             f"level): float32 {f1['float32']['ents_f']:.2f}, "
             + ", ".join(
                 f"{p} {f1[p]['ents_f']:.2f} (**{f1['delta_ents_f'][p]:+.2f}**)" for p in PRECISIONS[1:]

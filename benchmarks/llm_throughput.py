@@ -22,9 +22,7 @@ benchmarks/llm_throughput.json and .md. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,12 +30,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
-from importlib.metadata import version
-
 import spacy
 from spacy.language import Language
 
-ROOT = Path(__file__).resolve().parents[1]
+import common  # benchmarks/common.py
+from common import ROOT
+
 sys.path.insert(0, str(ROOT / "tests"))
 from chat_server import ChatServer, dictionary_responder, last_quoted_block  # noqa: E402
 
@@ -155,26 +153,6 @@ def measure(
     return result, ents
 
 
-def machine() -> Dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "spacy": spacy.__version__,
-        "spacy_llm": version("spacy-llm"),
-        "httpx": version("httpx"),
-    }
-
-
 def write_markdown(path: Path, report: Dict[str, Any]) -> None:
     m = report["machine"]
     lines = [
@@ -185,8 +163,8 @@ def write_markdown(path: Path, report: Dict[str, Any]) -> None:
         f"{report['docs']} synthetic one-sentence docs (one prompt each), `nlp.pipe(batch_size={report['batch_size']})`,",
         f"median of {report['repeats']} runs per setup.",
         "",
-        f"Machine: {m['cpu']}, {m['cpu_count']} CPUs (shared with other jobs), {m['platform']},",
-        f"Python {m['python']}, spaCy {m['spacy']}, spacy-llm {m['spacy_llm']}, httpx {m['httpx']}.",
+        f"Machine: {m['cpu']}, {m['cores']} CPUs (shared with other jobs), {m['platform']},",
+        f"Python {m['python']}, spaCy {m['spacy']}, spacy-llm {m['spacy-llm']}, httpx {m['httpx']}.",
         "",
         "| Setup | docs/s | median s | requests to server | max in flight |",
         "|---|---:|---:|---:|---:|",
@@ -209,7 +187,7 @@ def write_markdown(path: Path, report: Dict[str, Any]) -> None:
         f"- Ideal times at this latency: sequential {report['docs'] * report['latency_s']:.1f} s,",
         f"  8 at a time {report['docs'] * report['latency_s'] / 8:.1f} s.",
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+    common.write_markdown(path, "\n".join(lines))
 
 
 def main() -> None:
@@ -245,7 +223,7 @@ def main() -> None:
             outputs.append(ents)
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": common.machine("spacy-llm", "httpx"),
         "latency_s": args.latency,
         "docs": args.docs,
         "repeats": args.repeats,
@@ -254,7 +232,7 @@ def main() -> None:
         "entities_found": sum(len(doc) for doc in outputs[0]),
         "results": results,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    common.write_json(args.out.with_suffix(".json"), report)
     write_markdown(args.out.with_suffix(".md"), report)
     print(f"wrote {args.out.with_suffix('.md')} and .json")
 

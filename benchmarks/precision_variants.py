@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import time
 from pathlib import Path
 from typing import Any, List, Optional
 
 import torch
-from spacy.scorer import get_ner_prf
-from spacy.training import Example
 from torch.ao.quantization import per_channel_dynamic_qconfig
 
-from spacy_ner_project.evaluate import read_gold
+from spacy_ner_project.evaluation.evaluate import read_gold, score_pipeline
 
+from common import HERE, percent_value, relative, write_markdown  # benchmarks/common.py
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
 from inference_speed import load  # benchmarks/inference_speed.py
 
-HERE = Path(__file__).resolve().parent
 BF16 = "bf16"
 
 
@@ -60,24 +57,22 @@ def main() -> None:
         shim._model = float_module if spec in (None, BF16) else torch.ao.quantization.quantize_dynamic(
             copy.deepcopy(float_module), spec, dtype=torch.qint8).eval()
         pipeline = nlp_bf16 if spec is BF16 else nlp
-        start = time.perf_counter()
-        predicted = list(pipeline.pipe((nlp.make_doc(d.text) for d in gold), batch_size=32))
-        seconds = time.perf_counter() - start
-        f1 = 100 * get_ner_prf([Example(p, g) for p, g in zip(predicted, gold)])["ents_f"]
-        rows.append((name, f1, words / seconds))
-        print(f"{name}: F1 {f1:.2f}, {words / seconds:.0f} words/s", flush=True)
+        scores = score_pipeline(pipeline, gold, name=name, batch_size=32).scores
+        f1, speed = percent_value(scores["ents_f"]), scores["speed"]
+        rows.append((name, f1, speed))
+        print(f"{name}: F1 {f1:.2f}, {speed:.0f} words/s", flush=True)
     base = rows[0][1]
     lines = [
         "# Precision variants (bfloat16, int8) on CoNLL-2003 dev",
         "",
-        f"Pipeline `{args.pipeline}`; all {len(gold)} dev documents ({words} words), whole documents,",
+        f"Pipeline `{relative(args.pipeline)}`; all {len(gold)} dev documents ({words} words), whole documents,",
         f"`nlp.pipe(batch_size=32)`, torch {torch.__version__} with 2 threads, {os.cpu_count()} cores, load average",
         f"at the end {[round(x, 2) for x in os.getloadavg()]}. Written by `benchmarks/precision_variants.py`.",
         "",
         "| variant | dev F1 | change | words/s |",
         "|---|---|---|---|",
     ] + [f"| {n} | {f:.2f} | {f - base:+.2f} | {s:,.0f} |" for n, f, s in rows]
-    (HERE / "precision_variants.md").write_text("\n".join(lines) + "\n")
+    write_markdown(HERE / "precision_variants.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
