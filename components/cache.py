@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -104,16 +104,6 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return int(self._execute("SELECT COUNT(*) FROM responses")[0][0])
-
-    def entries(self, model_id: Optional[str] = None) -> List[Mapping[str, str]]:
-        """All stored (model_id, prompt, response) rows, oldest first (for export/replay)."""
-        query = "SELECT model_id, prompt, response FROM responses"
-        args: tuple = ()
-        if model_id is not None:
-            query += " WHERE model_id = ?"
-            args = (model_id,)
-        rows = self._execute(query + " ORDER BY created", args)
-        return [{"model_id": m, "prompt": p, "response": r} for m, p, r in rows]
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

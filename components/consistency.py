@@ -28,6 +28,15 @@ from spacy.training import Example
 Key = Tuple[str, ...]  # an entity's token texts
 
 
+class Rules:
+    """Defaults of the rules, shared by ``harmonize`` and the ``doc_consistency`` factory."""
+
+    RELABEL = True
+    PROPAGATE = True
+    MIN_COUNT = 2
+    MIN_SHARE = 0.5
+
+
 def majority_labels(ents: Iterable[Span], *, min_share: float) -> Dict[Key, Tuple[str, int]]:
     """For each entity (by its tokens): the majority label and how often it was tagged at all.
 
@@ -47,7 +56,14 @@ def majority_labels(ents: Iterable[Span], *, min_share: float) -> Dict[Key, Tupl
     return majority
 
 
-def harmonize(doc: Doc, *, relabel: bool = True, propagate: bool = True, min_count: int = 2, min_share: float = 0.5) -> Doc:
+def harmonize(
+    doc: Doc,
+    *,
+    relabel: bool = Rules.RELABEL,
+    propagate: bool = Rules.PROPAGATE,
+    min_count: int = Rules.MIN_COUNT,
+    min_share: float = Rules.MIN_SHARE,
+) -> Doc:
     """Apply the document-consistency rules to ``doc.ents`` in place; returns the doc."""
     ents = list(doc.ents)
     if not ents:
@@ -113,10 +129,10 @@ def make_doc_consistency(
 Language.factory(
     "doc_consistency",
     default_config={
-        "relabel": True,
-        "propagate": True,
-        "min_count": 2,
-        "min_share": 0.5,
+        "relabel": Rules.RELABEL,
+        "propagate": Rules.PROPAGATE,
+        "min_count": Rules.MIN_COUNT,
+        "min_share": Rules.MIN_SHARE,
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
     },
     assigns=["doc.ents"],

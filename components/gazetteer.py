@@ -8,7 +8,7 @@ Two registered pieces:
   At prediction time it marks each token with the longest string found, as a tag such as
   ``B-ORG|high`` (position, majority type, share of that type in the training counts:
   ``high`` >= 0.8, ``mid`` >= 0.4, else ``low``), written to
-  ``doc.user_data["spacy_ner_project.gazetteer"]``.
+  ``doc.user_data[GAZETTEER_TAGS_KEY]`` (``"spacy_ner_project.gazetteer"``).
 - architecture ``spacy_ner_project.GazetteerEmbed.v1``: concatenates another embedding
   layer (such as ``spacy.MultiHashEmbed.v2``) with hash embeddings of those tags.
 
@@ -38,7 +38,8 @@ from spacy.training import Example
 from thinc.api import HashEmbed, Model, chain, concatenate, with_array
 from thinc.types import Floats2d, Ints2d
 
-USER_DATA_KEY = "spacy_ner_project.gazetteer"
+# where the component leaves each doc's token tags (one string per token)
+GAZETTEER_TAGS_KEY = "spacy_ner_project.gazetteer"
 OUTSIDE = "O"
 
 
@@ -52,9 +53,15 @@ def share_bucket(share: float) -> str:
 
 
 class Gazetteer:
-    """Entity-string counts by label (``OUTSIDE`` counts untagged occurrences)."""
+    """Entity-string counts by label (``OUTSIDE`` counts untagged occurrences).
 
-    def __init__(self, *, max_tokens: int = 8) -> None:
+    ``DEFAULT_MAX_TOKENS`` (the longest entity string counted, in tokens) is also the default
+    of the ``entity_gazetteer`` factory's ``max_tokens``.
+    """
+
+    DEFAULT_MAX_TOKENS = 8
+
+    def __init__(self, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.max_tokens = max_tokens
         self.counts: Dict[str, Counter] = defaultdict(Counter)
         # per training document (by text digest): what it added, for leave-one-out
@@ -156,12 +163,14 @@ def text_digest(text: str) -> str:
 class EntityGazetteer:
     """Pipeline component: gazetteer tags per token in ``doc.user_data`` (see module doc)."""
 
-    def __init__(self, nlp: Language, name: str = "entity_gazetteer", *, max_tokens: int = 8) -> None:
+    def __init__(
+        self, nlp: Language, name: str = "entity_gazetteer", *, max_tokens: int = Gazetteer.DEFAULT_MAX_TOKENS
+    ) -> None:
         self.name = name
         self.gazetteer = Gazetteer(max_tokens=max_tokens)
 
     def __call__(self, doc: Doc) -> Doc:
-        doc.user_data[USER_DATA_KEY] = self.gazetteer.tags(doc)
+        doc.user_data[GAZETTEER_TAGS_KEY] = self.gazetteer.tags(doc)
         return doc
 
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
@@ -200,7 +209,7 @@ def gazetteer_tag_ids(docs: List[Doc], *, missing_ok: bool = False) -> List[Ints
     """Hash ids of each token's gazetteer tag (one column), from ``doc.user_data``."""
     ids = []
     for doc in docs:
-        tags = doc.user_data.get(USER_DATA_KEY)
+        tags = doc.user_data.get(GAZETTEER_TAGS_KEY)
         if tags is None and missing_ok:
             tags = [""] * len(doc)
         if tags is None or len(tags) != len(doc):
@@ -238,5 +247,5 @@ def gazetteer_embed_v1(
 
 Language.factory(
     "entity_gazetteer",
-    default_config={"max_tokens": 8},
+    default_config={"max_tokens": Gazetteer.DEFAULT_MAX_TOKENS},
 )(make_entity_gazetteer)

@@ -16,11 +16,13 @@ backbone runs in float32 and a warning says so.
 
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Any, Callable, Tuple
 
 import torch
 from thinc.api import Model
+
+logger = logging.getLogger("spacy_ner_project.components.precision")
 
 
 def cpu_supports_bf16() -> bool:
@@ -63,15 +65,15 @@ def enable_cpu_bf16(hf_layer: Model) -> bool:
 
     Wraps the layer's forward function, so it holds across ``from_disk``/``from_bytes``
     (which replace the torch module inside the layer's shim, not the layer). Returns
-    False, with a warning, where the CPU has no native bfloat16.
+    False, with a logged warning (logger ``spacy_ner_project.components.precision``), where
+    the CPU has no native bfloat16.
     """
     if runs_cpu_bf16(hf_layer):
         return True
     if not cpu_supports_bf16():
-        warnings.warn(
+        logger.warning(
             "cpu_mixed_precision = true, but this CPU has no native bfloat16 "
-            "(AVX512-BF16/AMX): the transformer runs in float32.",
-            stacklevel=2,
+            "(AVX512-BF16/AMX): the transformer runs in float32."
         )
         return False
     forward = hf_layer._func

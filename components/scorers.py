@@ -5,10 +5,10 @@ Use as a component's scorer, e.g. to replace the ner default while keeping spaCy
     [components.ner.scorer]
     @scorers = "spacy_ner_project.fuzzy_ner_scorer.v1"
     modes = ["strict", "overlap", "boundary", "text"]
-    min_overlap = 0.0
-    text_threshold = 80.0
-    text_scorer = "ratio"
     include_spacy = true
+
+The thresholds (``min_overlap``, ``text_threshold``, ``text_scorer``) default to
+:class:`~spacy_ner_project.scoring.matching.MatchSettings`' fields; set them only to change them.
 
 Modes, matching and keys: see :mod:`spacy_ner_project.scoring.matching` and
 :mod:`spacy_ner_project.scoring.spans`.
@@ -36,12 +36,16 @@ def _score(
     return score_fuzzy_ents(examples, modes=modes, settings=settings, include_spacy=include_spacy)
 
 
+# the matching defaults are MatchSettings' own (one place): the registered function reads them here
+DEFAULT_SETTINGS = MatchSettings()
+
+
 def make_fuzzy_ner_scorer(
     *,
     modes: List[str] = list(MODES),
-    min_overlap: float = 0.0,
-    text_threshold: float = 80.0,
-    text_scorer: str = "ratio",
+    min_overlap: float = DEFAULT_SETTINGS.min_overlap,
+    text_threshold: float = DEFAULT_SETTINGS.text_threshold,
+    text_scorer: str = DEFAULT_SETTINGS.text_scorer,
     include_spacy: bool = True,
 ) -> Callable[..., Dict[str, Any]]:
     """``spacy_ner_project.fuzzy_ner_scorer.v1``: score ``doc.ents`` strictly and fuzzily.

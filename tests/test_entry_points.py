@@ -75,3 +75,84 @@ def test_registered_name_is_found_by_spacy(group: str, name: str, target: str) -
 
         func = getattr(llm_registry, LLM_GROUPS[group]).get(name)
     assert callable(func)
+
+
+# --- a trained (non-LLM) pipeline loads without the LLM, report or CLI packages ---------------
+
+# What the modules of a trained pipeline's entry points must not import (they are the [llm],
+# report and CLI tooling). Judged against what spaCy and spacy-transformers import themselves:
+# `import spacy` brings httpx, jinja2 and typer, spacy-transformers brings jinja2.sandbox, and
+# spaCy loads the entry points of every installed plugin (spacy-llm's `llm` factory imports
+# spacy_llm whenever spacy-llm is installed: keeping it out of a lean install is the extras'
+# job, not these modules').
+HEAVY = (
+    "spacy_llm",
+    "httpx",
+    "json_repair",
+    "matplotlib",
+    "jinja2",
+    "sentence_transformers",
+    "typer",
+    "spacy_ner_project.cli",
+    "spacy_ner_project.commands",
+    "spacy_ner_project.components.llm",
+    "spacy_ner_project.components.models",
+    "spacy_ner_project.evaluation",
+)
+TRAINED_PIPELINE_MODULES = ("architectures", "scorers", "precision", "quantize", "gazetteer", "consistency")
+
+_PROBE = """
+import json, sys
+from importlib.metadata import entry_points
+import spacy
+import spacy_transformers
+# what spaCy loads of other plugins when it scans the entry points (spacy.blank, spacy.load)
+for group in {groups!r}:
+    for point in entry_points(group=group):
+        if not point.value.startswith("spacy_ner_project."):
+            point.load()
+heavy = {heavy!r}
+def loaded():
+    return {{name for name in sys.modules if name.split(".")[0] in heavy or name in heavy
+            or any(name.startswith(h + ".") for h in heavy)}}
+before = loaded()
+new = {{}}
+for step in {steps!r}:
+    exec(step)
+    new[step] = sorted(loaded() - before)
+    before |= set(new[step])
+print(json.dumps(new))
+"""
+
+
+def _new_heavy_imports(steps: list[str]) -> dict[str, list[str]]:
+    import json
+    import subprocess
+    import sys
+
+    code = _PROBE.format(heavy=HEAVY, steps=steps, groups=sorted(SPACY_GROUPS))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_trained_pipeline_imports_no_llm_report_or_cli_packages(tmp_path: Path) -> None:
+    """Each module a trained pipeline's entry points name, then spacy.load and a call, in one
+    fresh interpreter: none of them imports what HEAVY names."""
+    import spacy
+    from spacy.tokens import Doc, Span
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_gazetteer")
+    ner = nlp.add_pipe("ner", config={"scorer": {"@scorers": "spacy_ner_project.fuzzy_ner_scorer.v1"}})
+    ner.add_label("ORG")
+    nlp.add_pipe("doc_consistency")
+    gold = Doc(nlp.vocab, words=["Acme", "hired", "Sam", "."])
+    gold.ents = [Span(gold, 0, 1, label="ORG")]
+    nlp.initialize(lambda: [Example(nlp.make_doc("Acme hired Sam ."), gold)])
+    nlp.to_disk(tmp_path / "pipeline")
+    steps = [f"import spacy_ner_project.components.{name}" for name in TRAINED_PIPELINE_MODULES]
+    steps.append(f"nlp = spacy.load({str(tmp_path / 'pipeline')!r}); nlp('Acme hired Sam .')")
+    found = {step: names for step, names in _new_heavy_imports(steps).items() if names}
+    assert not found, f"a trained pipeline imports LLM/report/CLI packages: {found}"

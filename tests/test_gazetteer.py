@@ -10,7 +10,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_ner_project.components.gazetteer import USER_DATA_KEY, Gazetteer
+from spacy_ner_project.components.gazetteer import GAZETTEER_TAGS_KEY, Gazetteer
 
 TRAIN = [
     ("Leicestershire beat Somerset at Leicester .", [(0, 1, "ORG"), (2, 3, "ORG"), (4, 5, "LOC")]),
@@ -128,12 +128,12 @@ def test_pipeline_trains_saves_and_loads(tmp_path: Path) -> None:
         nlp.update(examples, sgd=optimizer, annotates=["entity_gazetteer"])
     doc = nlp("Somerset lost to Kent in May .")
     assert [(e.text, e.label_) for e in doc.ents] == [("Somerset", "ORG"), ("Kent", "ORG")]
-    assert doc.user_data[USER_DATA_KEY][0] == "B-ORG|high"
+    assert doc.user_data[GAZETTEER_TAGS_KEY][0] == "B-ORG|high"
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
     again = loaded("Somerset lost to Kent in May .")
     assert [(e.text, e.label_) for e in again.ents] == [(e.text, e.label_) for e in doc.ents]
-    assert again.user_data[USER_DATA_KEY] == doc.user_data[USER_DATA_KEY]
+    assert again.user_data[GAZETTEER_TAGS_KEY] == doc.user_data[GAZETTEER_TAGS_KEY]
 
 
 def test_missing_component_is_a_clear_error() -> None:

@@ -8,7 +8,7 @@ import pytest
 from spacy_llm.registry import registry as llm_registry
 
 from spacy_ner_project.components.llm.parser import DEFAULT_LABEL_MAP, ParsedAnswer, is_usable_answer
-from spacy_ner_project.components.llm.parser import normalize_label, parse_answer, parse_json_responses
+from spacy_ner_project.components.llm.parser import LabelNormalizer, parse_answer, parse_json_responses
 from spacy_ner_project.components.llm.registry import make_label_map_v1, make_usable_answer_check_v1
 from spacy_ner_project.components.models import FailedResponse
 
@@ -123,19 +123,20 @@ def test_answers_are_parsed(response: str, expected: List[Tuple[str, str]]) -> N
     ],
 )
 def test_label_normalisation(raw: str, expected: Any) -> None:
-    assert normalize_label(raw, labels=LABELS, label_map=DEFAULT_LABEL_MAP) == expected
+    assert LabelNormalizer(labels=LABELS, label_map=DEFAULT_LABEL_MAP)(raw) == expected
 
 
 def test_label_map_target_must_be_a_task_label() -> None:
     # GPE maps to LOC, but a task without LOC has no place for it
-    assert normalize_label("GPE", labels=["PER"], label_map=DEFAULT_LABEL_MAP) is None
+    assert LabelNormalizer(labels=["PER"], label_map=DEFAULT_LABEL_MAP)("GPE") is None
 
 
 def test_label_map_factory_extends_and_replaces_defaults() -> None:
     label_map = make_label_map_v1({"Company": "ORG", "GPE": "MISC"})
-    assert normalize_label("company", labels=LABELS, label_map=label_map) == "ORG"
-    assert normalize_label("gpe", labels=LABELS, label_map=label_map) == "MISC"
-    assert normalize_label("Person", labels=LABELS, label_map=label_map) == "PER"
+    to_task_label = LabelNormalizer(labels=LABELS, label_map=label_map)
+    assert to_task_label("company") == "ORG"
+    assert to_task_label("gpe") == "MISC"
+    assert to_task_label("Person") == "PER"
     assert make_label_map_v1({"X": "PER"}, include_defaults=False) == {"X": "PER"}
 
 

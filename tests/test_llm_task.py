@@ -18,10 +18,11 @@ from spacy.training import Example
 from spacy_llm.registry import registry as llm_registry
 
 from spacy_ner_project.llm.align import AlignOptions
+from spacy_ner_project.llm.record import LLM_RECORD_KEY
 from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
 from spacy_ner_project.components.llm.task import JsonNERTask
-from spacy_ner_project.components.llm.util import USER_DATA_KEY, choose_prompt_examples, prompt_document
-from spacy_ner_project.components.llm.util import sentence_examples
+from spacy_ner_project.components.llm.examples import choose_prompt_examples, sentence_examples
+from spacy_ner_project.components.llm.prompt import prompt_document
 from spacy_ner_project.components.models import FailedResponse
 
 TASK = "spacy_ner_project.JsonNER.v1"
@@ -93,7 +94,7 @@ def ents(doc: Doc) -> List[tuple]:
 
 
 def report(doc: Doc) -> Dict[str, Any]:
-    return doc.user_data[USER_DATA_KEY]
+    return doc.user_data[LLM_RECORD_KEY]
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +177,7 @@ def test_unplaceable_strings_are_kept_on_the_doc_and_survive_docbin(tmp_path: Pa
     DocBin(docs=[doc], store_user_data=True).to_disk(tmp_path / "docs.spacy")
     (loaded,) = DocBin().from_disk(tmp_path / "docs.spacy").get_docs(spacy.blank("en").vocab)
     # msgpack gives tuples for lists: compare as JSON
-    assert json.dumps(loaded.user_data[USER_DATA_KEY]) == json.dumps(report(doc))
+    assert json.dumps(loaded.user_data[LLM_RECORD_KEY]) == json.dumps(report(doc))
 
 
 def test_overlapping_candidates_longest_then_earliest() -> None:

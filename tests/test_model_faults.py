@@ -166,8 +166,8 @@ def test_ctrl_c_stops_at_once_and_a_rerun_repeats_no_finished_request(
     assert elapsed < 2.0 and child.returncode != 0 and "KeyboardInterrupt" in stderr
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert sorted(prompt for (prompt,) in db.execute("SELECT prompt FROM responses")) == FAST
     cache = ResponseCache(path)
-    assert sorted(entry["prompt"] for entry in cache.entries()) == FAST
 
     chat_server.reset()
     rerun = OpenAICompatibleModel(base_url=chat_server.base_url, model="test-model", cache=cache)

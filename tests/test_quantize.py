@@ -8,6 +8,7 @@ layer of the backbone and keep those predictions.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import numpy
@@ -210,8 +211,11 @@ def test_readme_int8_line_composes_with_bf16(trained_bf16) -> None:
     assert error(composed) < 1.25 * error(int8_out)
 
 
-def test_bf16_without_native_support_warns_and_stays_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_without_native_support_warns_and_stays_float32(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="no native bfloat16"):
+    with caplog.at_level(logging.WARNING, logger="spacy_ner_project.components.precision"):
         nlp = tiny_pipeline(cpu_mixed_precision=True)
+    assert "no native bfloat16" in caplog.text
     assert not runs_cpu_bf16(nlp.get_pipe("transformer").model.layers[0])

@@ -15,7 +15,7 @@ from spacy.training import Example
 from spacy.util import registry
 from spacy.vocab import Vocab
 
-from spacy_ner_project.scoring.matching import MODES, Entity, MatchSettings, match_entities, match_texts
+from spacy_ner_project.scoring.matching import MODES, Entity, MatchSettings, ModeTally, match_entities
 from spacy_ner_project.scoring.spans import boundary_confusion, score_fuzzy_ents, score_key
 
 LABELS = ("PER", "LOC", "ORG")
@@ -241,6 +241,19 @@ def test_per_type_counts_in_every_mode() -> None:
 # --- text mode: the notebook's example ------------------------------------------------------
 
 
+def text_mode(
+    gold: List[Tuple[str, str]], pred: List[Tuple[str, str]], *, settings: MatchSettings = MatchSettings()
+) -> Dict[str, float]:
+    """Text-mode totals of one document's (label, text) entities, without offsets."""
+    tally = ModeTally("text")
+    tally.add_document(
+        [Entity(label, text=text) for label, text in gold],
+        [Entity(label, text=text) for label, text in pred],
+        settings=settings,
+    )
+    return tally.totals().to_dict()
+
+
 def test_text_mode_reproduces_the_chatgpt_example() -> None:
     words, spaces = ["I", "asked", "ChatGPT", "'s", "API"], [True, True, False, True, False]
     example = example_from(words, [(2, 3, "PRODUCT")], [(2, 4, "PRODUCT")], spaces)
@@ -250,16 +263,16 @@ def test_text_mode_reproduces_the_chatgpt_example() -> None:
     assert scores[score_key("text", "f")] == pytest.approx(1.0)
     assert scores[score_key("text", "counts")]["partial"] == 1
     # from strings alone, without offsets
-    result = match_texts([("ChatGPT", "PRODUCT")], [("ChatGPT's", "PRODUCT")])
+    result = text_mode([("PRODUCT", "ChatGPT")], [("PRODUCT", "ChatGPT's")])
     assert result["f"] == pytest.approx(1.0) and result["partial"] == 1
-    assert match_texts([("ChatGPT", "PRODUCT")], [("ChatGPT", "PRODUCT")])["correct"] == 1
-    assert match_texts([("ChatGPT", "PRODUCT")], [("ChatGPT's", "ORG")])["f"] == 0.0  # label matters
-    too_strict = match_texts(
-        [("ChatGPT", "PRODUCT")], [("ChatGPT's", "PRODUCT")], settings=MatchSettings(text_threshold=90)
+    assert text_mode([("PRODUCT", "ChatGPT")], [("PRODUCT", "ChatGPT")])["correct"] == 1
+    assert text_mode([("PRODUCT", "ChatGPT")], [("ORG", "ChatGPT's")])["f"] == 0.0  # label matters
+    too_strict = text_mode(
+        [("PRODUCT", "ChatGPT")], [("PRODUCT", "ChatGPT's")], settings=MatchSettings(text_threshold=90)
     )
     assert too_strict["missed"] == 1 and too_strict["spurious"] == 1
-    partial = match_texts(
-        [("ChatGPT", "PRODUCT")], [("the ChatGPT API", "PRODUCT")], settings=MatchSettings(text_scorer="partial_ratio")
+    partial = text_mode(
+        [("PRODUCT", "ChatGPT")], [("PRODUCT", "the ChatGPT API")], settings=MatchSettings(text_scorer="partial_ratio")
     )
     assert partial["partial"] == 1
 
@@ -287,7 +300,7 @@ def test_one_to_one_and_ties() -> None:
     once = [Entity("LOC", 9, 10, "Paris")]
     assert match_entities(twice, once, mode="text", settings=s) == [(0, 0)]
     assert match_entities(once, twice, mode="text", settings=s) == [(0, 0)]
-    result = match_texts([("Paris", "LOC")], [("Paris", "LOC"), ("Paris", "LOC")])
+    result = text_mode([("LOC", "Paris")], [("LOC", "Paris"), ("LOC", "Paris")])
     assert (result["correct"], result["spurious"], result["p"]) == (1, 1, pytest.approx(0.5))
     # boundary prefers the same label
     same_bounds = [Entity("ORG", 0, 2, "x"), Entity("LOC", 0, 2, "x")]

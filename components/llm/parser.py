@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 import json_repair
 
-from .util import DOCUMENT_TAG_RE
+from .prompt import DOCUMENT_TAG_RE
 
 if TYPE_CHECKING:  # pragma: no cover
     from spacy.tokens import Doc
@@ -81,7 +81,12 @@ def _key(label: str) -> str:
 
 
 class LabelNormalizer:
-    """Maps labels written by the LLM to task labels (see ``normalize_label``); build once, call often."""
+    """Maps labels written by the LLM to task labels; build once, call often.
+
+    A call returns the task label for a label written by the LLM, or None if it has none: the
+    label map is looked up ignoring case and whitespace (a hyphen reads as an underscore); its
+    target, or the raw label itself, must then equal one of ``labels`` the same way.
+    """
 
     def __init__(self, *, labels: Sequence[str], label_map: Mapping[str, str]) -> None:
         self._by_key = {_key(label): label for label in labels}
@@ -93,15 +98,6 @@ class LabelNormalizer:
         if mapped is not None and mapped in self._by_key:
             return self._by_key[mapped]
         return self._by_key.get(key)
-
-
-def normalize_label(raw: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> Optional[str]:
-    """The task label for a label written by the LLM, or None if it has none.
-
-    The label map is looked up ignoring case and whitespace; its target, or the raw label
-    itself, must then equal one of ``labels`` ignoring case.
-    """
-    return LabelNormalizer(labels=labels, label_map=label_map)(raw)
 
 
 def _entity_object(value: Any) -> Optional[Tuple[str, Any]]:

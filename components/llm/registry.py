@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
+from spacy.scorer import get_ner_prf
 from spacy_llm.registry.reader import fewshot_reader
 from spacy_llm.tasks.util.sharding import make_shard_mapper
 from spacy_llm.ty import ExamplesConfigType, Scorer, ShardMapper
@@ -11,9 +12,10 @@ from spacy_llm.util import split_labels
 
 from spacy_ner_project.llm.align import AlignOptions
 
+from .examples import JsonNERExample
 from .parser import DEFAULT_LABEL_MAP, is_usable_answer, parse_json_responses
+from .prompt import DEFAULT_LABEL_DEFINITIONS, read_template
 from .task import JsonNERTask
-from .util import DEFAULT_LABEL_DEFINITIONS, JsonNERExample, ner_score, read_template
 
 DEFAULT_JSON_NER_TEMPLATE_V1 = read_template("json_ner.v1")
 DEFAULT_JSON_NER_TEMPLATE_V2 = read_template("json_ner.v2")
@@ -27,13 +29,13 @@ def make_json_ner_task_v1(
     label_definitions: Optional[Dict[str, str]] = None,
     examples: ExamplesConfigType = None,
     label_map: Optional[Dict[str, str]] = None,
-    existing_ents: str = "keep",
+    existing_ents: str = JsonNERTask.DEFAULT_EXISTING_ENTS,
     fuzzy_cutoff: Optional[float] = _ALIGN_DEFAULTS.fuzzy_cutoff,
     max_fuzzy_tokens: int = _ALIGN_DEFAULTS.max_fuzzy_tokens,
     min_fuzzy_chars: int = _ALIGN_DEFAULTS.min_fuzzy_chars,
     strip_possessive: bool = _ALIGN_DEFAULTS.strip_possessive,
     shard_mapper: Optional[ShardMapper] = None,
-    shard_overlap: int = 16,
+    shard_overlap: int = JsonNERTask.DEFAULT_SHARD_OVERLAP,
     parse_responses: Optional[Callable[..., Iterable[Any]]] = None,
     scorer: Optional[Scorer] = None,
 ) -> JsonNERTask:
@@ -44,9 +46,9 @@ def make_json_ner_task_v1(
     template: Jinja prompt template; gets text, document_tag, labels, label_definitions,
         answer_format and examples (each with text, tag and answer). Default json_ner.v2, which
         puts every text between <document-ID> and </document-ID> tags that occur in no text
-        (util.document_tags), so a text cannot close its block. json_ner.v1 (the text in
+        (prompt.document_tags), so a text cannot close its block. json_ner.v1 (the text in
         triple single quotes) is kept for saved pipelines (their config holds the template text)
-        and for ``util.read_template("json_ner.v1")``.
+        and for ``prompt.read_template("json_ner.v1")``.
     label_definitions: label -> short definition for the prompt; None: CoNLL-2003 definitions
         for PER/ORG/LOC/MISC. Pass {} for none.
     examples: few-shot examples, e.g. ``@misc = "spacy.FewShotReader.v1"`` over a JSON/JSONL/YAML
@@ -82,7 +84,7 @@ def make_json_ner_task_v1(
             strip_possessive=strip_possessive,
         ),
         existing_ents=existing_ents,
-        scorer=scorer or ner_score,
+        scorer=scorer or get_ner_prf,
         parse_responses=parse_responses or parse_json_responses,
     )
 

@@ -59,6 +59,8 @@ _STYLES: Mapping[str, Callable[[Schema], Dict[str, Any]]] = {
 }
 
 STYLES = tuple(_STYLES)
+# the style of entity_schema_v1 when a config names none
+DEFAULT_STYLE = "openai"
 
 
 def structured_output_fields(labels: Union[List[str], str], *, style: str) -> Dict[str, Any]:
@@ -71,7 +73,7 @@ def structured_output_fields(labels: Union[List[str], str], *, style: str) -> Di
     return _STYLES[style](entity_json_schema(split_labels(labels) if isinstance(labels, str) else list(labels)))
 
 
-def entity_schema_v1(labels: Union[List[str], str], style: str = "openai") -> Dict[str, Any]:
+def entity_schema_v1(labels: Union[List[str], str], style: str = DEFAULT_STYLE) -> Dict[str, Any]:
     """Registered as ``spacy_ner_project.EntitySchema.v1`` (llm_misc).
 
     labels (Union[List[str], str]): The answer's keys, e.g. ["PER", "ORG", "LOC", "MISC"] or

@@ -4,7 +4,8 @@ A spacy-llm sharding task. Per doc it renders one prompt per shard (long docs ar
 spacy-llm shard mapper into overlapping shards), parses each shard's answer
 (``parser.parse_answer``), and places every returned string in the ORIGINAL doc
 (``spacy_ner_project.llm.align``) — doc.text is never rebuilt from shards. What could not become an
-entity is kept on the doc, under ``doc.user_data["spacy_ner_project.llm"]``::
+entity is kept on the doc, under ``doc.user_data[LLM_RECORD_KEY]`` (``"spacy_ner_project.llm"``,
+``spacy_ner_project.llm.record``)::
 
     {
       "n_shards": 1,
@@ -38,12 +39,12 @@ from spacy_llm.tasks.builtin_task import BuiltinTask
 from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, TaskResponseParser
 
 from spacy_ner_project.llm.align import AlignOptions, Mention, align_doc, normalize
+from spacy_ner_project.llm.record import LLM_RECORD_KEY
 
+from .examples import JsonNERExample, choose_prompt_examples, sentence_examples
 from .parser import ParsedAnswer
-from .util import USER_DATA_KEY, JsonNERExample, choose_prompt_examples, document_tags, order_labels, original_doc
-from .util import sentence_examples
-from .util import overlapping_shard_mapper
-from .util import reduce_shards_to_original
+from .prompt import document_tags, order_labels
+from .shards import original_doc, overlapping_shard_mapper, reduce_shards_to_original
 
 logger = logging.getLogger("spacy_ner_project.llm")
 
@@ -58,6 +59,16 @@ _NOT_IN_TEXT = ("not_found", "case_mismatch")
 
 
 class JsonNERTask(BuiltinTask):
+    """The task object; ``spacy_ner_project.JsonNER.v1`` (``registry.make_json_ner_task_v1``) builds it.
+
+    The DEFAULT_* class constants are the defaults of the registered function (one place).
+    """
+
+    DEFAULT_EXISTING_ENTS = "keep"
+    # tokens shared by consecutive shards: an entity of up to this many tokens cut by a shard
+    # boundary is whole in the next shard
+    DEFAULT_SHARD_OVERLAP = 16
+
     def __init__(
         self,
         *,
@@ -137,7 +148,7 @@ class JsonNERTask(BuiltinTask):
         Few-shot examples: ``n_prompt_examples`` sentences (-1: all) of the examples are added to
         those from the config's example file: sentences with entities and
         ``PROMPT_EXAMPLE_MIN_TOKENS`` to ``prompt_example_max_tokens`` tokens (a whole document when
-        it has no sentence boundaries), chosen by ``util.choose_prompt_examples`` with
+        it has no sentence boundaries), chosen by ``examples.choose_prompt_examples`` with
         ``prompt_example_seed`` (every label shown when n allows; the same examples for the same
         seed and data).
         """
@@ -217,7 +228,7 @@ class JsonNERTask(BuiltinTask):
                         "`label_map` to use them",
                         raw_label,
                         self._labels,
-                        USER_DATA_KEY,
+                        LLM_RECORD_KEY,
                     )
         for error in report["errors"]:
             # kept on the doc; one warning per doc would flood a run (evaluation summarises them)
@@ -249,7 +260,7 @@ class JsonNERTask(BuiltinTask):
             doc.set_ents(spans, default="unmodified")
         else:
             doc.set_ents(spans, default="outside")
-        doc.user_data[USER_DATA_KEY] = report
+        doc.user_data[LLM_RECORD_KEY] = report
         return doc
 
     # --- scoring and serialisation -----------------------------------------------------------

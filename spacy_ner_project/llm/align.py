@@ -403,7 +403,6 @@ def align(
     entities: Iterable[Tuple[str, str]],
     *,
     options: AlignOptions = AlignOptions(),
-    index: Optional[TokenIndex] = None,
     blocked: Sequence[Tuple[int, int]] = (),
 ) -> AlignmentResult:
     """Place every mention of each (label, string) at token boundaries of ``text``.
@@ -414,7 +413,7 @@ def align(
     with its reason (see the module docstring); one whose every position lost an overlap is in
     ``unplaced`` with reason "overlap" (the losing positions are in ``overlapped``).
     """
-    idx = index if index is not None else TokenIndex(text, token_offsets, options=options)
+    idx = TokenIndex(text, token_offsets, options=options)
     seen: Dict[Tuple[str, str, bool], int] = {}
     queries: List[Tuple[str, str]] = []
     for label, string in entities:

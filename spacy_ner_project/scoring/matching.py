@@ -235,25 +235,3 @@ class ModeTally:
             total.add(tally)
         return total
 
-
-def match_texts(
-    gold: Sequence[Tuple[str, str]],
-    pred: Sequence[Tuple[str, str]],
-    *,
-    settings: MatchSettings = MatchSettings(),
-) -> Dict[str, object]:
-    """Score ``(text, label)`` entity lists of one document in text mode (no offsets needed).
-
-    Returns ``p``, ``r``, ``f``, the counts, ``per_type`` and the matched ``pairs``.
-    """
-    tally = ModeTally("text")
-    pairs = tally.add_document(
-        [Entity(label=label, text=text) for text, label in gold],
-        [Entity(label=label, text=text) for text, label in pred],
-        settings=settings,
-    )
-    return {
-        **tally.totals().to_dict(),
-        "per_type": {label: t.to_dict() for label, t in sorted(tally.per_type.items())},
-        "pairs": pairs,
-    }
