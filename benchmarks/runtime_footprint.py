@@ -117,12 +117,12 @@ def measure(*, source: Path, wheel: Path, workdir: Path) -> Dict[str, Any]:
         "print(json.dumps({'pipes': nlp.pipe_names, 'n_tokens': len(doc)}))\n"
     )
     loaded = json.loads(run([python, "-c", script], env=env, cwd=env_dir).strip().splitlines()[-1])
-    size, torch_size = tree_size(site), tree_size(torch_dir)
+    size, torch_size, plugin_requires = tree_size(site), tree_size(torch_dir), wheel_requirements(plugin)
     shutil.rmtree(env_dir)
     shutil.rmtree(wheels)
     return {
         "source": os.path.relpath(source, ROOT) if source.is_relative_to(ROOT) else "(another checkout)",
-        "plugin_requires": wheel_requirements(plugin),
+        "plugin_requires": plugin_requires,
         "n_packages": len(listed),
         "packages": sorted(f"{p['name']}=={p['version']}" for p in listed),
         "site_packages_mb": round(size / 1e6, 1),
@@ -156,7 +156,8 @@ def markdown(data: Dict[str, Any]) -> str:
         "",
     ]
     for label in labels:
-        lines.append(f"Plugin requirements ({label}): " + ", ".join(f"`{r}`" for r in runs[label]["plugin_requires"]) + ".")
+        base = [r for r in runs[label]["plugin_requires"] if "extra ==" not in r]
+        lines.append(f"Plugin base requirements ({label}): " + ", ".join(f"`{r}`" for r in base) + ".")
         lines.append("")
     if len(labels) >= 2:
         first, second = labels[0], labels[1]
