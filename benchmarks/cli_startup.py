@@ -14,9 +14,7 @@ Writes benchmarks/cli_startup.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,7 +24,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import HERE, ROOT, machine, write_json, write_markdown  # benchmarks/common.py
+
 COMMANDS = (("--help",), ("convert", "--help"))
 HEAVY = ("spacy", "spacy_llm", "thinc", "torch", "transformers", "matplotlib", "numpy", "typer", "click", "rich", "wasabi")
 
@@ -106,9 +105,13 @@ def to_markdown(result: Dict[str, object]) -> str:
         "one warm-up run per tree and command, then the trees interleaved). Heavy packages: which of",
         f"{', '.join(HEAVY)} the command imported (`python -X importtime`).",
         "",
-        f"Machine: {result['machine']['cores']} cores, Python {result['machine']['python']}, load average "
-        f"{result['machine']['load_before']} before and {result['machine']['load_after']} after (1/5/15 min; "
-        "the machine is shared, so compare the trees of one run, not runs of different days).",
+        f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, Python {result['machine']['python']}; "
+        f"load average {result['machine']['load_average']} at the start and {result['load_average_at_end']} at the end "
+        "(1/5/15 min; the machine is shared, so compare the trees of one run, not runs of different days).",
+        "",
+        "Before the lazy registry (issue 11) `cli.py` imported every command module at start-up, and with",
+        "them spaCy, torch and matplotlib; now `cli.COMMANDS` names the commands and only the one that runs",
+        "(or whose `--help` is asked for) is imported; `convert` imports spaCy only when it converts.",
         "",
         "| tree | command | min s | median s | modules | heavy packages imported |",
         "|---|---|---:|---:|---:|---|",
@@ -126,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--before", required=True, help="git ref to compare with (e.g. the commit before the change)")
     parser.add_argument("--after", default=None, help="git ref to measure instead of this tree (default: this tree)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per tree and command")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "cli_startup")
+    parser.add_argument("--output", type=Path, default=HERE / "cli_startup", help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    started_on = machine()
     with ExitStack() as stack:
         before = stack.enter_context(worktree(args.before))
         after = stack.enter_context(worktree(args.after)) if args.after else ROOT
@@ -136,16 +139,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = measure({f"before ({args.before})": before, after_label: after}, runs=args.runs)
     result = {
         "argv": list(argv if argv is not None else sys.argv[1:]),
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_before": load_before,
-            "load_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": started_on,
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
-    args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    args.output.with_suffix(".md").write_text(to_markdown(result), encoding="utf-8")
+    write_json(args.output.with_suffix(".json"), result)
+    write_markdown(args.output.with_suffix(".md"), to_markdown(result))
     print(to_markdown(result))
 
 
