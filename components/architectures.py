@@ -33,13 +33,15 @@ def transformer_model_v1(
     (see :mod:`spacy_ner_project.components.precision`); ``mixed_precision`` is
     spacy-transformers' CUDA float16 setting.
     """
+    # Copies: spacy-transformers writes into these dicts (e.g. return_dict), and the
+    # defaults above are shared by every call.
     model = TransformerModel(
         name,
         get_spans,
-        tokenizer_config,
-        transformer_config=transformer_config,
+        dict(tokenizer_config),
+        transformer_config=dict(transformer_config),
         mixed_precision=mixed_precision,
-        grad_scaler_config=grad_scaler_config,
+        grad_scaler_config=dict(grad_scaler_config),
     )
     if cpu_mixed_precision:
         enable_cpu_bf16(model.layers[0])
