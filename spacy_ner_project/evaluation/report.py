@@ -27,7 +27,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import jinja2
 import srsly
 from markupsafe import Markup
-from matplotlib.figure import Figure
 from spacy import displacy
 from spacy.tokens import Doc
 
@@ -284,6 +283,8 @@ def confusion_png(result: PipelineResult) -> bytes:
     matrix = [[result.confusion[g][p] for p in labels] for g in labels]
     errors = [[0 if (i == j and labels[i] != NO_ENTITY) else matrix[i][j] for j in range(n)] for i in range(n)]
     size = 1.2 + 0.75 * n
+    from matplotlib.figure import Figure  # the [report] extra; only the HTML report draws figures
+
     figure = Figure(figsize=(size + 0.8, size), dpi=100)
     axes = figure.add_subplot()
     image = axes.imshow(errors, cmap="Reds", vmin=0, vmax=max(1, max(max(row) for row in errors)))

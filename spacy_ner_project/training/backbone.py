@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
+from spacy_ner_project.errors import UserError
 from spacy_ner_project.extras import install_command
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ EMBEDDED = "embedded"
 _EMBEDDED_ALIASES = {EMBEDDED, "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
-class BackboneUnavailable(RuntimeError):
-    """The requested backbone cannot be loaded here (offline and not cached)."""
+class BackboneUnavailable(UserError):
+    """The requested backbone cannot be loaded here (offline and not cached): one error line."""
 
 
 def embedded_backbone_path() -> Path:
