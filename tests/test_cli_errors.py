@@ -247,3 +247,15 @@ def test_train_output_that_is_a_file_and_broken_config(tmp_path: Path, gold: Pat
     assert f"{config} is a file" in run(*train_args(tmp_path, config, gold, gold, output=config))
     config.write_text("[nlp\nlang = en\n")
     assert f"{config} is not a valid spaCy config" in run(*train_args(tmp_path, config, gold, gold))
+
+
+def test_serve_llm_unknown_model_and_missing_command(tmp_path: Path) -> None:
+    line = run("serve-llm", "--model", str(tmp_path / "nope.gguf"), "--", "echo", "hi")
+    assert "nope.gguf" in line and "neither a known name" in line
+    # the launcher's own errors and a command after -- that is not on PATH both go through cli.py
+    from spacy_ner_project.commands import serve_llm
+    from spacy_ner_project.errors import UserError
+    from spacy_ner_project.llm.server import LocalServerError
+
+    assert issubclass(LocalServerError, UserError)
+    assert "msg.fail" not in Path(serve_llm.__file__).read_text()

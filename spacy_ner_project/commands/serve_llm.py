@@ -23,7 +23,8 @@ from typing import List, Optional, Sequence
 import typer
 from wasabi import msg
 
-from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, LocalServerError, ServerSettings
+from spacy_ner_project.errors import UserError
+from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
 
 BASE_URL_PLACEHOLDER = "{base_url}"
 BASE_URL_ENV = "LLM_BASE_URL"
@@ -83,10 +84,8 @@ def serve_llm_cli(
     settings = ServerSettings(
         model=model, chat_format=chat_format, n_ctx=n_ctx, n_threads=n_threads, startup_timeout=startup_timeout, log_path=log
     )
-    try:
+    try:  # a LocalServerError is a UserError: cli.py prints it as one line
         code = run_with_server(settings, list(ctx.args))
-    except LocalServerError as err:
-        msg.fail(str(err), exits=1)
     except FileNotFoundError as err:  # the command after `--` does not exist
-        msg.fail(f"cannot run {ctx.args[0]!r}: {err.strerror}", exits=1)
+        raise UserError(f"cannot run {ctx.args[0]!r}: {err.strerror}; give a command on PATH after --") from err
     raise typer.Exit(code)

@@ -43,6 +43,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import httpx
 
+from spacy_ner_project.errors import UserError
+
 HOST = "127.0.0.1"
 # llama_cpp.server's own main, run by this module (see serve_main) so that it can switch off
 # llama.cpp's extra CPU buffer types first
@@ -56,7 +58,7 @@ INSTALL_HINT = 'pip install -e ".[local-llm]"'
 _PASSTHROUGH_TEMPLATE = "{{ bos_token }}{% for m in messages %}{% if m['role'] != 'assistant' %}{{ m['content'] }}{% endif %}{% endfor %}"
 
 
-class LocalServerError(RuntimeError):
+class LocalServerError(UserError):
     """The local server could not be started or did not come up; the message is one line."""
 
 
