@@ -178,6 +178,27 @@ def pct(value: Optional[float]) -> str:
     return common.percent(value, digits=1)
 
 
+def hundred_line(runs: Dict[str, Any]) -> str:
+    """One sentence on the rows of the first 100 sentences (the issue's N), from the JSON."""
+    rows = [r for r in runs.values() if r.get("n_docs") == 100]
+    if not rows:
+        return "**First 100 sentences:** not measured yet (`python benchmarks/llm_local.py --n 100`)."
+    parts = [
+        f"{r['model']} {r['variant']}: strict {100 * r['strict_f']:.1f} / overlap {100 * r['overlap_f']:.1f}"
+        f" ({r['docs_per_second']:.2f} docs/s)"
+        for r in rows
+    ]
+    missing = [
+        f"{model} {variant}" for model in KNOWN_MODELS for variant in VARIANTS
+        if not any(r["model"] == model and r["variant"] == variant for r in rows)
+    ]
+    tail = f" Not yet at N = 100: {', '.join(missing)}." if missing else ""
+    return (
+        "**First 100 sentences (the issue's N; run at the end of the session on a quiet machine, load < 2.5):** "
+        + "; ".join(parts) + "." + tail + " Scores on 10 or 20 sentences above are noisy: compare rows of the same N."
+    )
+
+
 def render(data: Dict[str, Any]) -> str:
     m = data["machine"]
     runs = data["runs"]
@@ -215,6 +236,8 @@ def render(data: Dict[str, Any]) -> str:
         "sentences, a difference of one or two entities: not significant at this N). Speeds: the zero-shot rows ran "
         "last, on a quieter machine (load 1.5-3.7: 40-68 generated tokens/s against 3-9 under load 4-6). "
         "Low scores are expected from models this small: the point is a real path, measured.",
+        "",
+        hundred_line(runs),
         "",
         "| model | prompt | N | strict F1 | overlap F1 | text F1 | predicted / gold ents | docs/s | generated tok/s | "
         "tokens generated | unplaced (copied from examples) | unparseable answers | failed | load |",
