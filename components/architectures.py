@@ -10,6 +10,7 @@ from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from spacy_ner_project.training.backbone import EMBEDDED, resolve_backbone
+from spacy_ner_project.components.averages import enable_parameter_averages
 from spacy_ner_project.components.precision import enable_cpu_bf16
 
 
@@ -43,6 +44,7 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
     )
+    enable_parameter_averages(model.layers[0])
     if cpu_mixed_precision:
         enable_cpu_bf16(model.layers[0])
     hf_init = model.init
