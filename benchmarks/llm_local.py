@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import spacy
-from spacy.tokens import DocBin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (benchmarks/common.py)
 from corpus import ROOT, add_data_args, convert_splits  # noqa: E402
 
+from spacy_ner_project.docbin import sentence_docbin  # noqa: E402
 from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings  # noqa: E402
 
 CONFIG = ROOT / "configs" / "llm_ner.cfg"
@@ -75,19 +74,6 @@ def fresh(cache: Path) -> Path:
     return cache
 
 
-def sample_docbin(path: Path) -> Path:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, ents in SAMPLES:
-        doc = nlp.make_doc(text)
-        for token in doc:
-            token.is_sent_start = token.i == 0
-        doc.set_ents([doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in ents], default="outside")
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(path)
-    return path
-
-
 def overrides(variant: Dict[str, Any], *, train: Path, save_io: bool = False) -> Dict[str, Any]:
     return {
         "paths.train": str(train) if variant["few_shot"] else None,
@@ -118,7 +104,7 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
     work = args.work_dir / "llm_local"
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.server.log"
-    samples = sample_docbin(work / "samples.spacy")
+    samples = sentence_docbin(SAMPLES, work / "samples.spacy")
     variant = VARIANTS[variant_name]
     key = f"{name} | {variant_name} | {args.n}"
     settings = ServerSettings(model=name, n_ctx=args.n_ctx, log_path=log, startup_timeout=300.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import List
+from typing import List, Sequence, Tuple
 
 import srsly
 from spacy.tokens import Doc, DocBin
@@ -84,3 +84,27 @@ def check_docbin(path: Path | str) -> int:
         return len(DocBin().from_bytes(data))
     except Exception as err:  # noqa: BLE001 - as in read_docbin
         raise DocBinError(path, _diagnose(data)) from err
+
+
+def sentence_docbin(
+    sentences: Sequence[Tuple[str, Sequence[Tuple[str, str]]]], path: Path | str, *, lang: str = "en"
+) -> Path:
+    """Write one-sentence gold Docs to ``path`` from ``(text, [(entity text, label), ...])``
+    pairs (each entity at the first occurrence of its text; spaCy's tokenizer for ``lang``).
+    For sentences written by hand in tests and benchmarks."""
+    import spacy
+
+    nlp = spacy.blank(lang)
+    docs = []
+    for text, entities in sentences:
+        doc = nlp.make_doc(text)
+        for token in doc:
+            token.is_sent_start = token.i == 0
+        spans = [doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in entities]
+        if any(span is None for span in spans):
+            raise UserError(f"an entity of {text!r} does not fall on token boundaries: {entities}")
+        doc.set_ents(spans, default="outside")
+        docs.append(doc)
+    path = Path(path)
+    DocBin(docs=docs).to_disk(path)
+    return path

@@ -259,3 +259,15 @@ def test_serve_llm_unknown_model_and_missing_command(tmp_path: Path) -> None:
 
     assert issubclass(LocalServerError, UserError)
     assert "msg.fail" not in Path(serve_llm.__file__).read_text()
+
+
+def test_sentence_docbin_places_entities_and_refuses_a_split_token(tmp_path: Path) -> None:
+    from spacy_ner_project.docbin import read_docbin, sentence_docbin
+    from spacy_ner_project.errors import UserError
+
+    path = sentence_docbin([("Ada Lovelace met Babbage in London .", [("Ada Lovelace", "PER"), ("London", "LOC")])],
+                           tmp_path / "s.spacy")
+    (doc,) = read_docbin(path, vocab=spacy.blank("en").vocab)
+    assert [(e.text, e.label_) for e in doc.ents] == [("Ada Lovelace", "PER"), ("London", "LOC")]
+    with pytest.raises(UserError, match="token boundaries"):
+        sentence_docbin([("Londoners cheered .", [("London", "LOC")])], tmp_path / "bad.spacy")

@@ -10,9 +10,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import spacy
-from spacy.tokens import DocBin
 
+from spacy_ner_project.docbin import sentence_docbin
 from spacy_ner_project.evaluation.evaluate import run_evaluation
 from spacy_ner_project.evaluation.pipelines import model_overrides
 from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
@@ -40,16 +39,7 @@ pytestmark = [pytest.mark.llm_local, pytest.mark.skipif(bool(_missing()), reason
 
 
 def test_real_model_answers_through_the_launcher(tmp_path: Path) -> None:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, ents in SENTENCES:
-        doc = nlp.make_doc(text)
-        for token in doc:
-            token.is_sent_start = token.i == 0
-        doc.set_ents([doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in ents], default="outside")
-        docs.append(doc)
-    gold = tmp_path / "gold.spacy"
-    DocBin(docs=docs).to_disk(gold)
+    gold = sentence_docbin(SENTENCES, tmp_path / "gold.spacy")
     log = tmp_path / "server.log"
     with LocalLLMServer(ServerSettings(model=MODEL, log_path=log, startup_timeout=180.0)) as server:
         overrides = {
