@@ -10,7 +10,7 @@ from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from spacy_ner_project.training.backbone import EMBEDDED, resolve_backbone
-from spacy_ner_project.components.averages import enable_parameter_averages
+from spacy_ner_project.components.backbone_shim import DEFAULT_LAYER_LR_DECAY, use_backbone_shim
 from spacy_ner_project.components.precision import enable_cpu_bf16
 
 
@@ -23,6 +23,7 @@ def transformer_model_v1(
     grad_scaler_config: dict = {},
     fallback: Optional[str] = EMBEDDED,
     cpu_mixed_precision: bool = False,
+    layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY,
 ) -> TransformerModel:
     """spacy-transformers' ``TransformerModel.v3`` whose ``name`` may be ``"embedded"``.
 
@@ -32,7 +33,10 @@ def transformer_model_v1(
     ``fallback`` is used when a hub name cannot be loaded offline (``None``: raise).
     ``cpu_mixed_precision`` runs the backbone in bfloat16 on CPUs that have it natively
     (see :mod:`spacy_ner_project.components.precision`); ``mixed_precision`` is
-    spacy-transformers' CUDA float16 setting.
+    spacy-transformers' CUDA float16 setting. ``layer_lr_decay`` < 1 scales the backbone's
+    learning rate down layer by layer from the top (see
+    :mod:`spacy_ner_project.components.backbone_shim`, which also makes the optimizer's
+    parameter averages reach the backbone).
     """
     # Copies: spacy-transformers writes into these dicts (e.g. return_dict), and the
     # defaults above are shared by every call.
@@ -44,7 +48,7 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
     )
-    enable_parameter_averages(model.layers[0])
+    use_backbone_shim(model.layers[0], layer_lr_decay=layer_lr_decay)
     if cpu_mixed_precision:
         enable_cpu_bf16(model.layers[0])
     hf_init = model.init

@@ -37,7 +37,7 @@ TRAIN = [
 TEXTS = [text for text, _ in TRAIN]
 
 
-def tiny_pipeline(*, cpu_mixed_precision: bool = False) -> Language:
+def tiny_pipeline(*, cpu_mixed_precision: bool = False, layer_lr_decay: float = 1.0) -> Language:
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "transformer",
@@ -46,6 +46,7 @@ def tiny_pipeline(*, cpu_mixed_precision: bool = False) -> Language:
                 "@architectures": "spacy_ner_project.TransformerModel.v1",
                 "name": "embedded",
                 "cpu_mixed_precision": cpu_mixed_precision,
+                "layer_lr_decay": layer_lr_decay,
                 "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": 128, "stride": 96},
             }
         },

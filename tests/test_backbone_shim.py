@@ -1,4 +1,5 @@
-"""Parameter averages reach the transformer's torch weights (components/averages.py).
+"""The backbone shim (components/backbone_shim.py): parameter averages reach the transformer's
+torch weights, and layer-wise learning-rate decay.
 
 thinc's stock ``PyTorchShim.use_params`` ignores the optimizer's averages (it looks for keys
 nothing writes); spaCy evaluates and saves under ``use_params(optimizer.averages)``.
@@ -12,7 +13,7 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam, PyTorchWrapper
 
-from spacy_ner_project.components.averages import AveragedHFShim
+from spacy_ner_project.components.backbone_shim import BackboneShim, layer_lr_scales
 from test_quantize import TRAIN, tiny_pipeline
 
 
@@ -42,7 +43,7 @@ def test_transformer_uses_and_restores_averaged_weights(tmp_path) -> None:
     for _ in range(4):
         nlp.update(examples, sgd=optimizer, drop=0.0)
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
-    assert isinstance(shim, AveragedHFShim)
+    assert isinstance(shim, BackboneShim)
     module = shim._model
     name, weight = next((n, p) for n, p in module.named_parameters() if (shim.id, n) in optimizer.averages)
     raw = weight.detach().clone()
@@ -55,3 +56,36 @@ def test_transformer_uses_and_restores_averaged_weights(tmp_path) -> None:
     reloaded = spacy.load(tmp_path / "averaged")
     loaded = reloaded.get_pipe("transformer").model.layers[0].shims[0]._model
     assert torch.allclose(dict(loaded.named_parameters())[name], average)
+
+
+def test_layer_lr_scales_decay_from_the_top() -> None:
+    names = ["embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight",
+             "encoder.layer.1.output.dense.bias", "pooler.dense.weight"]
+    scales = layer_lr_scales(names, decay=0.5)
+    assert scales == {names[0]: 0.125, names[1]: 0.25, names[2]: 0.5, names[3]: 1.0}
+    assert set(layer_lr_scales(names, decay=1.0).values()) == {1.0}
+
+
+def _backbone_steps(decay: float) -> dict[str, float]:
+    """Mean absolute change of the embeddings and the top layer after a few updates."""
+    spacy.util.fix_random_seed(0)
+    nlp = tiny_pipeline(layer_lr_decay=decay)
+    examples = [Example.from_dict(nlp.make_doc(text), {"entities": ents}) for text, ents in TRAIN]
+    nlp.initialize(lambda: examples)
+    module = nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    optimizer = Adam(1e-3)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    after = dict(module.named_parameters())
+    change = {n: float((after[n].detach() - before[n]).abs().mean()) for n in before}
+    return {"embeddings": change["embeddings.word_embeddings.weight"],
+            "top": change["encoder.layer.5.output.dense.weight"]}
+
+
+def test_layer_lr_decay_slows_the_lower_layers() -> None:
+    flat, decayed = _backbone_steps(1.0), _backbone_steps(0.5)
+    # Adam's step size is about lr * scale: the embeddings (scale 0.5 ** 7) nearly stop, the top layer
+    # (scale 0.5) moves about half as far as without decay
+    assert decayed["embeddings"] < 0.05 * flat["embeddings"]
+    assert 0.3 * flat["top"] < decayed["top"] < 0.7 * flat["top"]
