@@ -1,30 +1,43 @@
-"""Benchmark (not a test): CPU words/second of our NER pipeline vs Hugging Face, and levers.
+"""Benchmark (not a test): CPU words/second of our NER pipeline vs Hugging Face at its best, and levers.
 
 In one process, on the same CoNLL-2003 text (read by path, never copied into the repo):
 
-* ours: a trained spaCy pipeline (``--pipeline``), ``nlp.pipe`` over the text as strings
-  (spaCy tokenises them), batched; sentence inputs and whole ``-DOCSTART-`` document inputs;
 * Hugging Face: ``transformers.pipeline("token-classification")`` on
   ``AutoModelForTokenClassification`` built from the same backbone (the embedded
-  all-MiniLM-L6-v2, ``num_labels=9``, untrained head: timing only) over the same sentences
-  as strings, at its default batch size 1 and at ``--hf-batch-size``;
-* levers for ours, one at a time from the default setting: ``nlp.pipe`` batch_size, the
-  transformer's ``max_batch_items``, ``torch.set_num_threads``, ``torch.inference_mode``,
-  sentence vs document inputs, bfloat16 autocast of the backbone on CPU
-  (``cpu_mixed_precision = true`` in ``spacy_ner_project.TransformerModel.v1``), dynamic
-  int8 quantisation of the backbone's ``nn.Linear`` layers
-  (``spacy_ner_project.quantize_transformer.v1``), each with the best levers;
-* the F1 change of bfloat16 and of int8 against float32 (spaCy's scorer, entity level) on
-  ``--f1-data`` (CoNLL dev).  A pipeline trained with ``cpu_mixed_precision = true`` is
-  loaded with it switched off for the float32 rows, and on for the bfloat16 rows.
+  all-MiniLM-L6-v2, ``num_labels=9``, untrained head: timing only), fed strings in two units:
+  sentences, and each ``-DOCSTART-`` document cut into consecutive chunks of
+  ``--hf-chunk-words`` CoNLL words (no overlap; every chunk must fit its 512 word pieces), each
+  at the batch sizes ``--hf-batch-sizes``; then the fastest of those under
+  ``torch.autocast("cpu", dtype=torch.bfloat16)`` where the CPU has native bfloat16, then the
+  fastest of all on one thread. "HF best" is the fastest HF row of all kinds.
+* ours: the trained spaCy pipeline (``--pipeline``), ``nlp.pipe`` over strings (spaCy tokenises
+  them). Levers, one row each, changed from the default (sentences, float32) or from document
+  inputs (benchmarks/inference_speed_levers.py): documents; strided windows W/W without overlap
+  (W = the pipeline's trained window; the trained W/stride windows compute about a third more
+  word pieces than the text has); documents sorted longest first (order restored; spacy-transformers
+  already sorts inside each ``nlp.pipe`` batch) and ``nlp.pipe`` batch_size 16 and 256; the
+  transformer's ``max_batch_items``; ``torch.set_num_threads``;
+  ``torch.inference_mode``. The levers that do not change outputs and made documents at least
+  3% faster are combined, then run with each precision: float32, bfloat16 autocast
+  (``cpu_mixed_precision``), dynamic int8 (``spacy_ner_project.quantize_transformer.v1``) with
+  bf16 off, and int8 with bf16 on (what the README's int8 line gives a bf16-trained pipeline);
+  each alone, with the winners, and with the winners and no overlap.
+* whether levers that should not change outputs did not: each row's entities against the first
+  row that ran the same pipeline variant on the same inputs;
+* the F1 change of the levers that can change outputs, on ``--f1-data`` (CoNLL dev), through the
+  project's evaluation path: the pipeline tokenizes the document texts itself and spaCy's
+  scorer aligns the gold entities to those tokens (entity level). Scored: float32, bf16 (the
+  default), the faster int8 variant, and the bf16 and int8 ones without window overlap.
 
-Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens). Each setting is
-warmed up once on a small slice, then timed ``--repeats`` times; the median is reported.
-Writes ``<output>.json`` and ``<output>.md``. Usage::
+Goals (issue 13): our default (no int8; bf16 allowed) >= 2x HF best; int8 >= 2.5x HF best and
+>= 9,000 words/s. Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens).
+Each row is warmed up once on the first two documents, then timed ``--repeats`` times; the
+median is reported. Writes ``<output>.json`` and ``<output>.md``. Usage::
 
-    python benchmarks/inference_speed.py --pipeline training/benchmarks/trf_minilm_cased_doc/model-best \\
+    python benchmarks/inference_speed.py --pipeline training/benchmarks/RUN/model-best \\
         [--text ../shared/conll2003/test.txt] [--f1-data ../shared/conll2003/dev.txt] \\
-        [--max-words 8000] [--repeats 3] [--threads 2]
+        [--max-words 12000] [--repeats 3] [--threads 2] [--hf-chunk-words 100] [--hf-batch-sizes 8 16 32]
+    python benchmarks/inference_speed.py --render-only   # the .md again from <output>.json
 
 ``--pipeline`` may be omitted: the trained run under ``training/benchmarks/*/model-best`` with
 the highest dev ``ents_f`` in its meta.json is used.
@@ -41,13 +54,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import spacy
 import torch
 from spacy.language import Language
+from spacy_ner_project.components.precision import cpu_supports_bf16
 from spacy_ner_project.components.quantize import linear_layer_counts
 
 from spacy_ner_project.training.backbone import embedded_backbone_path
@@ -55,33 +68,43 @@ from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
 from spacy_ner_project.evaluation.evaluate import score_pipeline
 
 from common import ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
+from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
+    INT8_PRECISIONS,
+    MIN_GAIN,
+    PRECISIONS,
+    Entities,
+    Setting,
+    describe,
+    lever_rows,
+    load,  # noqa: F401 (precision_variants.py imports it from here)
+    precision_rows,
+    spacy_runner,
+    texts_differing,
+    trained_windows,
+    winning_levers,
+)
 
 CONLL = ROOT.parent / "shared" / "conll2003"
-QUANTIZE = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
-PRECISIONS = ("float32", "bf16", "int8")
-GOAL_RATIO = 2.0
-GOAL_WPS = 5000.0
-GOAL_F1_LOSS = 0.3  # points
+GOAL_DEFAULT_RATIO = 2.0  # ours without int8 (bf16 allowed) vs HF best
+GOAL_INT8_RATIO = 2.5
+GOAL_INT8_WPS = 9000.0
+Row = dict[str, Any]
 
 
 @dataclass
 class Inputs:
     sentences: list[str]
     documents: list[str]
+    chunks: list[str]  # for HF: documents cut into chunks of chunk_words words
     words: int
 
 
-@dataclass
-class Setting:
-    """One timed configuration of our pipeline (levers changed from the default)."""
-
-    name: str
-    inputs: str = "sentences"  # or "documents"
-    batch_size: int = 64
-    max_batch_items: int = 512  # configs/ner_trf.cfg
-    threads: int = 2
-    inference_mode: bool = False
-    precision: str = "float32"  # or "bf16", "int8"
+@dataclass(frozen=True)
+class HFSetting:
+    inputs: str  # "sentences" or "chunks"
+    batch_size: int
+    threads: int
+    bf16: bool = False
 
 
 def best_run(runs_dir: Path) -> Path:
@@ -107,21 +130,30 @@ def select_documents(documents: Sequence[ConllDocument], max_words: int) -> list
     return chosen
 
 
-def build_inputs(documents: Sequence[ConllDocument]) -> Inputs:
-    sentences = [" ".join(s.words) for d in documents for s in d.sentences]
-    texts = [" ".join(" ".join(s.words) for s in d.sentences) for d in documents]
-    words = sum(len(s.words) for d in documents for s in d.sentences)
-    return Inputs(sentences=sentences, documents=texts, words=words)
+def chunk_words(document: ConllDocument, size: int) -> list[str]:
+    """The document's words in consecutive chunks of ``size`` (the last one shorter), each joined by spaces."""
+    words = [word for sentence in document.sentences for word in sentence.words]
+    return [" ".join(words[start:start + size]) for start in range(0, len(words), size)]
+
+
+def build_inputs(documents: Sequence[ConllDocument], *, chunk_size: int) -> Inputs:
+    return Inputs(
+        sentences=[" ".join(s.words) for d in documents for s in d.sentences],
+        documents=[" ".join(" ".join(s.words) for s in d.sentences) for d in documents],
+        chunks=[chunk for d in documents for chunk in chunk_words(d, chunk_size)],
+        words=sum(len(s.words) for d in documents for s in d.sentences),
+    )
 
 
 def time_words_per_second(run: Callable[[Sequence[str]], Any], texts: Sequence[str], words: int,
-                          *, warmup: Sequence[str], repeats: int) -> dict[str, Any]:
-    """Median words/s of ``run(texts)`` over ``repeats`` timed runs after one warm-up."""
+                          *, warmup: Sequence[str], repeats: int) -> tuple[dict[str, Any], Any]:
+    """Median words/s of ``run(texts)`` over ``repeats`` timed runs after one warm-up; and what
+    the last run returned."""
     run(warmup)
-    walls, cpus = [], []
+    walls, cpus, outputs = [], [], None
     for _ in range(repeats):
         cpu, wall = time.process_time(), time.perf_counter()
-        run(texts)
+        outputs = run(texts)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     median_wall = statistics.median(walls)
@@ -131,37 +163,46 @@ def time_words_per_second(run: Callable[[Sequence[str]], Any], texts: Sequence[s
         "median_wall_s": round(median_wall, 3),
         # CPU seconds per wall second of this process: below the thread count = contention
         "cores_used": round(statistics.median(c / w for c, w in zip(cpus, walls)), 2),
-    }
+    }, outputs
 
 
-def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], None]:
-    def run(texts: Sequence[str]) -> None:
-        torch.set_num_threads(setting.threads)
-        nlp.get_pipe("transformer").cfg["max_batch_items"] = setting.max_batch_items
-        mode = torch.inference_mode() if setting.inference_mode else contextlib.nullcontext()
-        with mode:
-            for _ in nlp.pipe(texts, batch_size=setting.batch_size):
-                pass
-
-    return run
-
-
-def hf_runner(threads: int, batch_size: int) -> Callable[[Sequence[str]], None]:
+def hf_tagger() -> Any:
+    """HF's token-classification pipeline on the embedded backbone (untrained 9-label head)."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialised head" warning: expected here
     path = str(embedded_backbone_path())
     model = AutoModelForTokenClassification.from_pretrained(path, num_labels=9)
-    tagger = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(path),
-                      device=-1, batch_size=batch_size)
+    return pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(path), device=-1)
 
+
+def longest_chunk(tagger: Any, chunks: Sequence[str], chunk_size: int) -> int:
+    """Word pieces of the longest chunk (with special tokens); exits when it exceeds HF's limit."""
+    pieces = max(len(ids) for ids in tagger.tokenizer(list(chunks))["input_ids"])
+    limit = tagger.tokenizer.model_max_length
+    if pieces > limit:
+        raise SystemExit(f"A {chunk_size}-word chunk has {pieces} word pieces, over HF's {limit}: "
+                         "lower --hf-chunk-words.")
+    return pieces
+
+
+def hf_runner(tagger: Any, setting: HFSetting) -> Callable[[Sequence[str]], None]:
     def run(texts: Sequence[str]) -> None:
-        torch.set_num_threads(threads)
-        for _ in tagger(list(texts)):
-            pass
+        torch.set_num_threads(setting.threads)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if setting.bf16 else contextlib.nullcontext()
+        with autocast:
+            for _ in tagger(list(texts), batch_size=setting.batch_size):
+                pass
 
     return run
+
+
+def hf_name(setting: HFSetting, chunk_size: int, *, threads: int) -> str:
+    """E.g. ``HF pipeline, 100-word chunks, batch_size=8, bf16 autocast``; threads when not ``threads``."""
+    unit = "sentences" if setting.inputs == "sentences" else f"{chunk_size}-word chunks"
+    return (f"HF pipeline, {unit}, batch_size={setting.batch_size}" + (", bf16 autocast" if setting.bf16 else "")
+            + (f", threads={setting.threads}" if setting.threads != threads else ""))
 
 
 def ents_f(nlp: Language, documents: Sequence[ConllDocument], *, batch_size: int) -> dict[str, float]:
@@ -172,108 +213,162 @@ def ents_f(nlp: Language, documents: Sequence[ConllDocument], *, batch_size: int
     return {key: percent_value(scores[key]) for key in ("ents_p", "ents_r", "ents_f")}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline", type=Path, help="trained pipeline (default: best transformer run under --runs)")
     parser.add_argument("--runs", type=Path, default=ROOT / "training" / "benchmarks")
     parser.add_argument("--text", type=Path, default=CONLL / "test.txt", help="CoNLL file whose text is timed")
-    parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt", help="CoNLL file for the F1 change of bf16 and int8")
+    parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt",
+                        help="CoNLL file for the F1 change of the levers that can change outputs")
     parser.add_argument("--skip-f1", action="store_true", help="no F1 (for an untrained development pipeline)")
-    parser.add_argument("--max-words", type=int, default=3000, help="timed words, whole documents (0: all)")
+    parser.add_argument("--max-words", type=int, default=12000, help="timed words, whole documents (0: all)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--hf-batch-sizes", type=int, nargs="+", default=[8, 32],
-                        help="HF pipeline batch sizes (its default, 1, is far slower here)")
+    parser.add_argument("--hf-batch-sizes", type=int, nargs="+", default=[8, 16, 32],
+                        help="HF pipeline batch sizes, for sentences and for chunks")
+    parser.add_argument("--hf-chunk-words", type=int, default=100, help="CoNLL words per HF document chunk")
     parser.add_argument("--note", default="", help="where the pipeline comes from (printed in the .md)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "inference_speed")
-    args = parser.parse_args(argv)
+    parser.add_argument("--render-only", action="store_true", help="write <output>.md again from <output>.json")
+    return parser.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.render_only:
+        render(args.output)
+        return
     pipeline_path = args.pipeline or best_run(args.runs)
+    windows = trained_windows(pipeline_path)
+    # the no-overlap lever: only where the trained windows overlap
+    window = windows[0] if windows and windows[0] != windows[1] else None
     documents = select_documents(read_conll(args.text).documents, args.max_words)
-    inputs = build_inputs(documents)
-    warm = build_inputs(documents[:2])
+    inputs = build_inputs(documents, chunk_size=args.hf_chunk_words)
+    warm = build_inputs(documents[:2], chunk_size=args.hf_chunk_words)
+    bf16 = cpu_supports_bf16()
+    tagger = hf_tagger()
     report: dict[str, Any] = {
-        "machine": machine("torch", "spacy-transformers", "transformers"),
-        "pipeline": {"path": relative(pipeline_path), "note": args.note, **_meta(pipeline_path)},
+        "argv": argv,
+        "machine": {**machine("torch", "spacy-transformers", "transformers"), "native_bf16": bf16},
+        "pipeline": {"path": relative(pipeline_path), "note": args.note, "trained_windows": windows,
+                     **_meta(pipeline_path)},
         "input": {"file": relative(args.text), "documents": len(documents), "sentences": len(inputs.sentences),
-                  "words": inputs.words, "unit": "words = CoNLL tokens"},
+                  "words": inputs.words, "unit": "words = CoNLL tokens", "hf_chunk_words": args.hf_chunk_words,
+                  "hf_chunks": len(inputs.chunks),
+                  "hf_longest_chunk_word_pieces": longest_chunk(tagger, inputs.chunks, args.hf_chunk_words)},
         "repeats": args.repeats,
         "threads": args.threads,
+        "default_setting": asdict(Setting(threads=args.threads)),
         "results": [],
     }
 
-    def record(name: str, kind: str, settings: dict[str, Any], texts: Sequence[str], warmup: Sequence[str],
-               run: Callable[[Sequence[str]], None]) -> dict[str, Any]:
-        timing = time_words_per_second(run, texts, inputs.words, warmup=warmup, repeats=args.repeats)
-        row = {"name": name, "system": kind, "settings": settings, **timing}
+    def record(name: str, system: str, settings: dict[str, Any], texts: Sequence[str], warmup: Sequence[str],
+               run: Callable[[Sequence[str]], Any]) -> tuple[Row, Any]:
+        timing, outputs = time_words_per_second(run, texts, inputs.words, warmup=warmup, repeats=args.repeats)
+        row = {"name": name, "system": system, "settings": settings, **timing}
         report["results"].append(row)
-        print(f"{name:<44} {row['words_per_s']:>9.1f} words/s  cores used {row['cores_used']}", flush=True)
-        return row
+        print(f"{name:<72} {row['words_per_s']:>9.1f} words/s  cores used {row['cores_used']}", flush=True)
+        return row, outputs
 
-    hf_settings = [(b, args.threads) for b in args.hf_batch_sizes] + [(max(args.hf_batch_sizes), 1)]
-    for batch_size, threads in hf_settings:
-        record(f"HF pipeline, sentences, batch_size={batch_size}, threads={threads}", "hf",
-               {"batch_size": batch_size, "threads": threads, "inputs": "sentences"},
-               inputs.sentences, warm.sentences, hf_runner(threads, batch_size))
+    hf_timed: dict[HFSetting, float] = {}
 
-    pipelines = {precision: load(pipeline_path, precision) for precision in PRECISIONS}
-    report["int8_linear_layers"] = linear_layer_counts(pipelines["int8"])
-    default = Setting("ours, default", threads=args.threads)
-    settings = [default] + [replace(default, name=f"ours, {name}", **change) for name, change in [
-        ("documents", {"inputs": "documents"}),
-        ("batch_size=16", {"batch_size": 16}),
-        ("batch_size=256", {"batch_size": 256}),
-        ("max_batch_items=128", {"max_batch_items": 128}),
-        ("max_batch_items=1024", {"max_batch_items": 1024}),
-        ("max_batch_items=4096 (spacy-transformers' default)", {"max_batch_items": 4096}),
-        ("documents, max_batch_items=4096", {"inputs": "documents", "max_batch_items": 4096}),
-        ("threads=1", {"threads": 1}),
-        ("documents, threads=1", {"inputs": "documents", "threads": 1}),
-        ("inference_mode", {"inference_mode": True}),
-        *[
-            (f"{precision}{name}", {"precision": precision, **change})
-            for precision in PRECISIONS[1:]
-            for name, change in [
-                ("", {}),
-                (", threads=1", {"threads": 1}),
-                (", documents", {"inputs": "documents"}),
-                (", documents, threads=1", {"inputs": "documents", "threads": 1}),
-            ]
-        ],
-    ]]
-    for setting in settings:
+    def time_hf(setting: HFSetting) -> None:
+        texts, warmup = (inputs.sentences, warm.sentences) if setting.inputs == "sentences" else (inputs.chunks, warm.chunks)
+        row, _ = record(hf_name(setting, args.hf_chunk_words, threads=args.threads), "hf", asdict(setting),
+                        texts, warmup, hf_runner(tagger, setting))
+        hf_timed[setting] = row["words_per_s"]
+
+    for unit in ("sentences", "chunks"):
+        for batch_size in args.hf_batch_sizes:
+            time_hf(HFSetting(unit, batch_size, args.threads))
+    if bf16:  # the fastest so far under bf16 autocast
+        time_hf(replace(max(hf_timed, key=hf_timed.__getitem__), bf16=True))
+    if args.threads > 1:  # and the fastest so far on one thread
+        time_hf(replace(max(hf_timed, key=hf_timed.__getitem__), threads=1))
+    del tagger
+
+    pipelines: dict[tuple[str, bool], Language] = {}
+
+    def pipeline(precision: str, no_overlap: bool) -> Language:
+        if (precision, no_overlap) not in pipelines:
+            pipelines[precision, no_overlap] = load(pipeline_path, precision, window=window if no_overlap else None)
+        return pipelines[precision, no_overlap]
+
+    default = Setting(threads=args.threads)
+    timed: dict[Setting, float] = {}
+    references: dict[tuple[tuple[str, bool], str], tuple[str, Entities]] = {}
+
+    def time_ours(setting: Setting) -> None:
+        if setting in timed:
+            return
         texts, warmup = ((inputs.documents, warm.documents) if setting.inputs == "documents"
                          else (inputs.sentences, warm.sentences))
-        record(setting.name, "ours", {k: v for k, v in vars(setting).items() if k != "name"}, texts, warmup,
-               spacy_runner(pipelines[setting.precision], setting))
+        name = f"ours, {describe(setting.changes(default), window=window)}"
+        row, outputs = record(name, "ours", asdict(setting), texts, warmup,
+                              spacy_runner(pipeline(*setting.variant()), setting))
+        timed[setting] = row["words_per_s"]
+        key = (setting.variant(), setting.inputs)
+        if key in references:
+            reference, expected = references[key]
+            row["entities_vs_reference"] = {"reference": reference, "texts_differing": texts_differing(outputs, expected)}
+        else:
+            references[key] = (name, outputs)
+
+    for setting in lever_rows(default, windows=window is not None):
+        time_ours(setting)
+    documents_default = replace(default, inputs="documents")
+    winners = winning_levers(documents_default, ((s, w) for s, w in timed.items()
+                                                 if s.variant() == documents_default.variant()
+                                                 and s.inputs == "documents"))
+    report["winning_levers"] = winners
+    precisions = [p for p in PRECISIONS if bf16 or "bf16" not in p]
+    for setting in precision_rows(documents_default, winners, precisions, windows=window is not None):
+        time_ours(setting)
+    report["int8_linear_layers"] = linear_layer_counts(pipeline("int8", False))
 
     if not args.skip_f1:
-        gold = read_conll(args.f1_data).documents
-        torch.set_num_threads(1)  # scores do not depend on it; fastest on 2 shared cores
-        f1: dict[str, Any] = {"data": relative(args.f1_data), "documents": len(gold)}
-        for precision, nlp in pipelines.items():
-            f1[precision] = ents_f(nlp, gold, batch_size=64)
-        f1["delta_ents_f"] = {
-            precision: round(f1[precision]["ents_f"] - f1["float32"]["ents_f"], 2) for precision in PRECISIONS[1:]
-        }
-        report["f1"] = f1
-        print(f"F1 change on {args.f1_data.name}: {f1['delta_ents_f']} points", flush=True)
+        report["f1"] = f1_report(args.f1_data, pipeline, f1_variants(timed, bf16=bf16, windows=window is not None),
+                                 threads=args.threads, window=window)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.output.with_suffix(".json"), report)
-    write_markdown(args.output.with_suffix(".md"), markdown(report, argv if argv is not None else sys.argv[1:]))
-    print(f"Wrote {args.output.with_suffix('.json')} and .md")
+    print(f"Wrote {args.output.with_suffix('.json')}")
+    render(args.output)
 
 
-def load(path: Path, precision: str) -> Language:
-    """The pipeline at ``path`` with its backbone in ``precision`` (float32, bf16 or int8)."""
-    config: dict[str, Any] = {
-        "components": {"transformer": {"model": {"cpu_mixed_precision": precision == "bf16"}}}
-    }
-    if precision == "int8":
-        config.update(QUANTIZE)
-    return spacy.load(path, config=config)
+def f1_variants(timed: dict[Setting, float], *, bf16: bool, windows: bool) -> list[tuple[str, bool]]:
+    """The pipeline variants to score: float32, the shipped precision (bf16 where native), the
+    int8 precision with the fastest row, the latter two without window overlap, and the variants
+    of the fastest rows with and without int8 (the goals' rows)."""
+    ship = "bf16" if bf16 else "float32"
+    fastest_int8 = max((s for s in timed if s.precision in INT8_PRECISIONS), key=timed.__getitem__)
+    fastest_other = max((s for s in timed if s.precision not in INT8_PRECISIONS), key=timed.__getitem__)
+    variants = [("float32", False), (ship, False), (fastest_int8.precision, False)]
+    if windows:
+        variants += [(ship, True), (fastest_int8.precision, True)]
+    return list(dict.fromkeys(variants + [fastest_other.variant(), fastest_int8.variant()]))
+
+
+def f1_report(path: Path, pipeline: Callable[[str, bool], Language], variants: Sequence[tuple[str, bool]],
+              *, threads: int, window: int | None) -> dict[str, Any]:
+    gold = read_conll(path).documents
+    torch.set_num_threads(threads)
+    scored: dict[tuple[str, bool], dict[str, float]] = {}
+    for precision, no_overlap in variants:
+        scored[precision, no_overlap] = ents_f(pipeline(precision, no_overlap), gold, batch_size=64)
+    rows = []
+    for (precision, no_overlap), scores in scored.items():
+        row = {"precision": precision, "no_overlap": no_overlap,
+               "name": describe({"precision": precision, "no_overlap": no_overlap} if no_overlap
+                                else {"precision": precision}, window=window), **scores,
+               "delta_vs_float32": round(scores["ents_f"] - scored["float32", False]["ents_f"], 2)}
+        if no_overlap:
+            row["delta_vs_trained_windows"] = round(scores["ents_f"] - scored[precision, False]["ents_f"], 2)
+        rows.append(row)
+        print(f"F1 {row['name']}: {scores['ents_f']:.2f} ({row['delta_vs_float32']:+.2f} vs float32)", flush=True)
+    return {"data": relative(path), "documents": len(gold), "threads": threads, "pipelines": rows}
 
 
 def _meta(path: Path) -> dict[str, Any]:
@@ -283,134 +378,179 @@ def _meta(path: Path) -> dict[str, Any]:
 
 def summarise(report: dict[str, Any]) -> dict[str, Any]:
     rows = report["results"]
-    hf_best = max((r for r in rows if r["system"] == "hf"), key=lambda r: r["words_per_s"])
+    hf_rows = [r for r in rows if r["system"] == "hf"]
     ours = [r for r in rows if r["system"] == "ours"]
+    hf_best = max(hf_rows, key=lambda r: r["words_per_s"])
+    f1 = {(p["precision"], p["no_overlap"]): p for p in report.get("f1", {}).get("pipelines", [])}
 
-    def entry(row: dict[str, Any]) -> dict[str, Any]:
-        ratio = round(row["words_per_s"] / hf_best["words_per_s"], 2)
-        return {"name": row["name"], "words_per_s": row["words_per_s"], "ratio_vs_hf_best": ratio}
+    def entry(row: Row) -> dict[str, Any]:
+        found = {"name": row["name"], "words_per_s": row["words_per_s"],
+                 "ratio_vs_hf_best": round(row["words_per_s"] / hf_best["words_per_s"], 2)}
+        settings = row["settings"]
+        variant = (settings["precision"], settings["no_overlap"]) if row["system"] == "ours" else None
+        if variant in f1 and variant != ("float32", False):
+            found["f1_delta_vs_float32"] = f1[variant]["delta_vs_float32"]
+        return found
 
-    def best(keep: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        return entry(max((r for r in ours if keep(r["settings"])), key=lambda r: r["words_per_s"]))
+    def fastest(candidates: Sequence[Row]) -> dict[str, Any]:
+        return entry(max(candidates, key=lambda r: r["words_per_s"]))
 
-    summary: dict[str, Any] = {
-        "hf_best": {"name": hf_best["name"], "words_per_s": hf_best["words_per_s"]},
+    without_int8 = fastest([r for r in ours if r["settings"]["precision"] not in INT8_PRECISIONS])
+    with_int8 = fastest([r for r in ours if r["settings"]["precision"] in INT8_PRECISIONS])
+    checked = [r for r in ours if "entities_vs_reference" in r]
+    return {
+        "hf_best": entry(hf_best),
+        "hf_best_by_input": {unit: fastest([r for r in hf_rows if r["settings"]["inputs"] == unit])
+                             for unit in ("sentences", "chunks")},
         "ours_default": entry(next(r for r in ours if r["name"] == "ours, default")),
-        "ours_best_sentences": best(lambda x: x["inputs"] == "sentences"),
-        **{f"ours_best_{p}": best(lambda x, p=p: x["precision"] == p) for p in PRECISIONS},
+        "documents_in_one_batch": report["input"]["documents"] <= report["default_setting"]["batch_size"],
+        "ours_best_by_precision": {p: fastest([r for r in ours if r["settings"]["precision"] == p])
+                                   for p in dict.fromkeys(r["settings"]["precision"] for r in ours)},
+        "ours_best_without_int8": without_int8,
+        "ours_best_int8": with_int8,
+        "output_checks": {"rows": len(checked),
+                          "rows_with_other_entities": [r["name"] for r in checked
+                                                       if r["entities_vs_reference"]["texts_differing"]]},
+        "goals": {
+            f"ours without int8 (bf16 allowed) >= {GOAL_DEFAULT_RATIO}x HF best":
+                without_int8["ratio_vs_hf_best"] >= GOAL_DEFAULT_RATIO,
+            f"ours int8 >= {GOAL_INT8_RATIO}x HF best": with_int8["ratio_vs_hf_best"] >= GOAL_INT8_RATIO,
+            f"ours int8 >= {GOAL_INT8_WPS:,.0f} words/s": with_int8["words_per_s"] >= GOAL_INT8_WPS,
+        },
     }
-    summary["goals"] = {}
-    for precision in PRECISIONS:
-        row = summary[f"ours_best_{precision}"]
-        summary["goals"][f"ratio >= {GOAL_RATIO} ({precision})"] = row["ratio_vs_hf_best"] >= GOAL_RATIO
-        summary["goals"][f">= {GOAL_WPS:.0f} words/s ({precision})"] = row["words_per_s"] >= GOAL_WPS
-        if precision != "float32" and "f1" in report:
-            loss_ok = report["f1"]["delta_ents_f"][precision] >= -GOAL_F1_LOSS
-            summary["goals"][f"{precision} loses <= {GOAL_F1_LOSS} F1 points"] = loss_ok
-    return summary
 
 
-def markdown(report: dict[str, Any], argv: Sequence[str]) -> str:
+def render(output: Path) -> None:
+    """Write ``<output>.md`` from ``<output>.json``."""
+    source = output.with_suffix(".json")
+    try:
+        report = json.loads(source.read_text())
+        text = markdown(report)
+    except (OSError, KeyError, ValueError) as error:
+        raise SystemExit(f"Cannot render {source}: {error!r}; run the benchmark to write it again.") from None
+    write_markdown(output.with_suffix(".md"), text)
+    print(f"Wrote {output.with_suffix('.md')} from {source}")
+
+
+def _summary_line(label: str, found: dict[str, Any]) -> str:
+    f1 = f"; F1 {found['f1_delta_vs_float32']:+.2f} vs float32" if "f1_delta_vs_float32" in found else ""
+    return (f"- {label}: {found['words_per_s']:.0f} words/s ({found['name']}); "
+            f"**{found['ratio_vs_hf_best']}x** HF best{f1}.")
+
+
+def markdown(report: dict[str, Any]) -> str:
     m, s, inp, pipe = report["machine"], report["summary"], report["input"], report["pipeline"]
-    command = shlex.join(["python", "benchmarks/inference_speed.py", *argv])
+    command = shlex.join(["python", "benchmarks/inference_speed.py", *report["argv"]])
     default_wps = s["ours_default"]["words_per_s"]
+    hf_wps = s["hf_best"]["words_per_s"]
     cores = statistics.median(row["cores_used"] for row in report["results"])
-    machine_line = (
-        f"- Machine: {m['cpu']}, {m['cores']} CPUs, Python {m['python']}, torch {m['torch']} "
-        f"(quantized engine {m['quantized_engine']}), spaCy {m['spacy']}, spacy-transformers "
-        f"{m['spacy-transformers']}, transformers {m['transformers']}; torch.set_num_threads per row."
-    )
-    contention = (
-        "- Contention: the 2 cores were shared with other processes (training runs, test suites); "
-        f"load average {m['load_average']} at start, {m['load_average_at_end']} at end "
-        "(1/5/15 min). 'cores used' is this process's CPU seconds per wall second: below the "
-        f"thread count means it waited for a core; the median over all rows is {cores}. Absolute "
-        "figures are pessimistic; ratios measured in the same run are fairer."
-    )
-    text = (
-        f"- Text: `{inp['file']}`, first {inp['documents']} documents = {inp['sentences']} sentences "
-        f"= {inp['words']} words. Unit: **words = CoNLL tokens**. Both systems get strings and "
-        "tokenise them themselves."
-    )
-    hf = (
-        '- HF: `pipeline("token-classification")` on `AutoModelForTokenClassification` from the '
-        "same embedded all-MiniLM-L6-v2 folder (num_labels=9, untrained head: timing only), on "
-        "sentence strings (documents exceed its 512-word-piece limit)."
-    )
+    windows = pipe["trained_windows"]
     lines = [
-        "# CPU inference speed: our NER pipeline vs Hugging Face token classification",
+        "# CPU inference speed: our NER pipeline vs Hugging Face token classification at its best",
         "",
-        f"Written by `{command}`; do not edit by hand.",
+        f"Written by `{command}`; do not edit by hand (`--render-only` rewrites it from the .json).",
         "",
-        machine_line,
-        contention,
-        f"- Pipeline: `{pipe['path']}` ({pipe['pipeline']}, dev ents_f in its meta.json: {pipe['dev_ents_f']}). "
-        + pipe["note"],
-        text,
-        f"- Each row: one warm-up, then {report['repeats']} timed runs; the median is reported.",
-        hf,
+        f"- Machine: {m['cpu']}, {m['cores']} CPUs (native bfloat16: {m['native_bf16']}), Python {m['python']}, "
+        f"torch {m['torch']} (quantized engine {m['quantized_engine']}), spaCy {m['spacy']}, spacy-transformers "
+        f"{m['spacy-transformers']}, transformers {m['transformers']}; torch.set_num_threads per row.",
+        f"- Load average (1/5/15 min): {m['load_average']} at start, {m['load_average_at_end']} at end. "
+        "'cores used' is this process's CPU seconds per wall second: below the thread count means it "
+        f"waited for a core (median over all rows: {cores}). Ratios measured in the same run are fairer "
+        "than absolute figures.",
+        f"- Pipeline: `{pipe['path']}` ({pipe['pipeline']}, dev ents_f in its meta.json: {pipe['dev_ents_f']}; "
+        f"trained windows/stride: {windows}). {pipe['note']}",
+        f"- Text: `{inp['file']}`, first {inp['documents']} documents = {inp['sentences']} sentences = "
+        f"{inp['words']} words. Unit: **words = CoNLL tokens**. Both systems get strings and tokenise them themselves.",
+        f"- Each row: one warm-up on the first two documents, then {report['repeats']} timed runs; the median is reported.",
+        '- HF: `pipeline("token-classification")` on `AutoModelForTokenClassification` from the same embedded '
+        "all-MiniLM-L6-v2 folder (num_labels=9, untrained head: timing only), fed sentence strings, and "
+        f"each document cut into consecutive {inp['hf_chunk_words']}-word chunks ({inp['hf_chunks']} chunks, "
+        f"no overlap; the longest is {inp['hf_longest_chunk_word_pieces']} word pieces, within its 512), at "
+        "several batch sizes; the fastest of those again under `torch.autocast(\"cpu\", dtype=torch.bfloat16)` "
+        "where the CPU has native bfloat16, then the fastest of all on one thread. HF best = its fastest row of all kinds.",
         "",
         "## Summary",
         "",
-        f"- HF best: {s['hf_best']['words_per_s']:.0f} words/s ({s['hf_best']['name']}).",
+        f"- HF best: {hf_wps:.0f} words/s ({s['hf_best']['name']}).",
+        *(_summary_line(f"HF best on {unit}", found) for unit, found in s["hf_best_by_input"].items()),
+        _summary_line("Ours, default settings (sentences, float32)", s["ours_default"]),
+        *(_summary_line(f"Ours, best {p}", found) for p, found in s["ours_best_by_precision"].items()),
+        _summary_line("**Ours without int8 (bf16 allowed)**", s["ours_best_without_int8"]),
+        _summary_line("**Ours with int8**", s["ours_best_int8"]),
+        f"- Levers combined (output-preserving, each >= {MIN_GAIN:.0%} faster than documents alone in "
+        f"float32): {describe(report['winning_levers'], window=None) if report['winning_levers'] else 'none'}.",
+        _output_check_line(s["output_checks"]),
+        *([f"- All {inp['documents']} documents fit in one nlp.pipe batch of {report['default_setting']['batch_size']}: "
+           "spacy-transformers' own batch_by_length already sorts all of them, so sorting them first and "
+           "batch_size=256 change nothing but noise in this run (batch_size=16 rows show where sorting can matter)."]
+          if s["documents_in_one_batch"] else []),
+        f"- int8 replaces the backbone's linear layers: {report['int8_linear_layers']}.",
+        "",
+        "Goals (issue 13):",
+        "",
+        *(f"- {goal}: {'met' if ok else '**NOT met**'}" for goal, ok in s["goals"].items()),
+        "",
+        *_f1_lines(report.get("f1")),
+        "## All rows",
+        "",
+        "| setting | words/s (median) | x HF best | x our default | runs | cores used | entities vs reference |",
+        "|---|---:|---:|---:|---|---:|---|",
     ]
-    for key, label in (
-        ("ours_default", "Ours, default settings"),
-        ("ours_best_sentences", "Ours, best on sentence inputs (like HF)"),
-        ("ours_best_float32", "Ours, best float32"),
-        ("ours_best_bf16", "Ours, best bfloat16"),
-        ("ours_best_int8", "Ours, best int8"),
-    ):
-        best = s[key]
-        lines.append(
-            f"- {label}: {best['words_per_s']:.0f} words/s ({best['name']}); "
-            f"**{best['ratio_vs_hf_best']}x** HF best."
-        )
-    if "f1" in report:
-        f1 = report["f1"]
-        lines.append(
-            f"- F1 on `{f1['data']}` ({f1['documents']} documents, spaCy's scorer through `evaluate`'s path, entity "
-            f"level): float32 {f1['float32']['ents_f']:.2f}, "
-            + ", ".join(
-                f"{p} {f1[p]['ents_f']:.2f} (**{f1['delta_ents_f'][p]:+.2f}**)" for p in PRECISIONS[1:]
-            )
-            + "."
-        )
-    else:
-        lines.append("- F1 change of bf16/int8: not measured in this run (--skip-f1).")
-    lines.append(f"- int8 replaces the backbone's linear layers: {report['int8_linear_layers']}.")
-    lines += ["", "Goals:", ""]
-    lines += [f"- {goal}: {'met' if ok else 'NOT met'}" for goal, ok in s["goals"].items()]
-    lines += ["", "## All rows", ""]
-    lines += ["| setting | words/s (median) | x our default | runs | cores used |", "|---|---:|---:|---|---:|"]
     for row in report["results"]:
         runs = ", ".join(f"{x:.0f}" for x in row["runs_words_per_s"])
-        factor = row["words_per_s"] / default_wps
-        lines.append(f"| {row['name']} | {row['words_per_s']:.0f} | {factor:.2f} | {runs} | {row['cores_used']} |")
+        check = row.get("entities_vs_reference")
+        same = ("" if check is None else "same" if not check["texts_differing"]
+                else f"{check['texts_differing']} texts differ")
+        lines.append(f"| {row['name']} | {row['words_per_s']:.0f} | {row['words_per_s'] / hf_wps:.2f} | "
+                     f"{row['words_per_s'] / default_wps:.2f} | {runs} | {row['cores_used']} | {same} |")
+    default = report["default_setting"]
     lines += [
         "",
-        (
-            f"Our default: sentence strings, nlp.pipe batch_size={Setting.batch_size}, "
-            f"max_batch_items={Setting.max_batch_items}, "
-            f"{report['threads']} threads, no inference_mode, float32. Every other row changes the "
-            "levers it names; bf16 rows load the pipeline with `cpu_mixed_precision = true` "
-            "(components/precision.py), int8 rows quantise the backbone with "
-            "`spacy_ner_project.quantize_transformer.v1`."
-        ),
+        f"Our default: sentence strings, nlp.pipe batch_size={default['batch_size']}, max_batch_items="
+        f"{default['max_batch_items']}, {default['threads']} threads, no inference_mode, float32, the trained "
+        "windows. Every other row names the levers it changes. 'entities vs reference': the row's entities "
+        "against the first row that ran the same pipeline variant (precision, windows) on the same inputs "
+        "(levers that cannot change outputs should give 'same'). bf16 rows load the pipeline with "
+        "`cpu_mixed_precision = true` (components/precision.py); int8 rows quantise the backbone with "
+        "`spacy_ner_project.quantize_transformer.v1` with bf16 off, int8+bf16 rows with it on.",
         "",
-        (
-            'Turn bf16 on (CPUs with AVX512-BF16/AMX): `spacy.load(path, config={"components": '
-            '{"transformer": {"model": {"cpu_mixed_precision": True}}}})`; pipelines trained '
-            "with it (configs/ner_trf.cfg) have it on already."
-        ),
+        'No window overlap: `spacy.load(path, config={"components": {"transformer": {"model": {"get_spans": '
+        '{"@span_getters": "spacy-transformers.strided_spans.v1", "window": W, "stride": W}}}}})`.',
         "",
-        (
-            'Turn int8 on: `spacy.load(path, config={"nlp": {"after_pipeline_creation": '
-            '{"@misc": "spacy_ner_project.quantize_transformer.v1"}}})` (components/quantize.py).'
-        ),
+        'bf16 (CPUs with AVX512-BF16/AMX): `spacy.load(path, config={"components": {"transformer": {"model": '
+        '{"cpu_mixed_precision": True}}}})`; pipelines trained with it (configs/ner_trf.cfg) have it on already.',
+        "",
+        'int8: `spacy.load(path, config={"nlp": {"after_pipeline_creation": {"@misc": '
+        '"spacy_ner_project.quantize_transformer.v1"}}})` (components/quantize.py).',
         "",
     ]
     return "\n".join(lines)
+
+
+def _output_check_line(checks: dict[str, Any]) -> str:
+    differing = checks["rows_with_other_entities"]
+    if not differing:
+        return (f"- Output-preserving levers (sorting, batch sizes, threads, inference_mode): all "
+                f"{checks['rows']} rows checked gave the same entities as their reference row.")
+    return (f"- Output-preserving levers: {len(differing)} of {checks['rows']} rows checked gave other "
+            f"entities than their reference row: {', '.join(differing)}.")
+
+
+def _f1_lines(f1: dict[str, Any] | None) -> list[str]:
+    if f1 is None:
+        return ["F1 change of the levers: not measured in this run (--skip-f1).", ""]
+    lines = [
+        f"F1 change per lever on `{f1['data']}` ({f1['documents']} documents; the pipeline tokenizes the "
+        "document texts itself and spaCy's scorer aligns the gold entities to those tokens; entity level):",
+        "",
+        "| pipeline | ents_p | ents_r | ents_f | vs float32 | vs trained windows |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in f1["pipelines"]:
+        windows = f"{row['delta_vs_trained_windows']:+.2f}" if "delta_vs_trained_windows" in row else ""
+        lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
+                     f"{row['delta_vs_float32']:+.2f} | {windows} |")
+    return lines + [""]
 
 
 if __name__ == "__main__":
