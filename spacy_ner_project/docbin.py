@@ -3,19 +3,22 @@
 ``DocBin.from_disk`` answers a foreign or damaged file with a ``KeyError``, a msgpack
 ``ExtraData``, an empty message or a ``TypeError``; :func:`read_docbin` turns every such
 case into a :class:`DocBinError` naming the file, what is wrong and what to do.
+
+spaCy and srsly are imported inside the functions, so that importing this module (the
+``train`` command's checks, ``train --help``) does not load them.
 """
 
 from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import List, Sequence, Tuple
-
-import srsly
-from spacy.tokens import Doc, DocBin
-from spacy.vocab import Vocab
+from typing import TYPE_CHECKING, List, Sequence, Tuple
 
 from spacy_ner_project.errors import UserError
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
+    from spacy.vocab import Vocab
 
 # What DocBin.from_bytes requires of the unpacked message (spaCy 3.x, DocBin.to_bytes).
 REQUIRED_FIELDS = ("attrs", "strings", "lengths", "spaces", "tokens", "cats")
@@ -32,6 +35,8 @@ class DocBinError(UserError):
 
 def _diagnose(data: bytes) -> str:
     """What is wrong with ``data`` that DocBin.from_bytes or get_docs refused."""
+    import srsly
+
     try:
         unpacked = zlib.decompress(data)
     except zlib.error:
@@ -67,6 +72,8 @@ def read_docbin(path: Path | str, *, vocab: Vocab) -> List[Doc]:
 
     A missing, unreadable, empty, foreign (not zlib, not msgpack, not DocBin fields) or damaged
     file raises a :class:`DocBinError` (a ``ValueError``) naming ``path``."""
+    from spacy.tokens import DocBin
+
     path = Path(path)
     data = _read_bytes(path)
     try:
@@ -78,6 +85,8 @@ def read_docbin(path: Path | str, *, vocab: Vocab) -> List[Doc]:
 def check_docbin(path: Path | str) -> int:
     """The number of docs in the DocBin at ``path``, without building them (a quick check
     before long work); the same :class:`DocBinError` as :func:`read_docbin` otherwise."""
+    from spacy.tokens import DocBin
+
     path = Path(path)
     data = _read_bytes(path)
     try:
@@ -93,6 +102,7 @@ def sentence_docbin(
     pairs (each entity at the first occurrence of its text; spaCy's tokenizer for ``lang``).
     For sentences written by hand in tests and benchmarks."""
     import spacy
+    from spacy.tokens import DocBin
 
     nlp = spacy.blank(lang)
     docs = []

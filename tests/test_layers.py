@@ -1,6 +1,7 @@
 """The layers of the brief, read from the source: the core library imports neither the plugin
 (``spacy_ner_project.components``) nor the command-line libraries; the components never import
-the command line; and the command line lists its commands without loading spaCy.
+the command line; and the command line answers ``--help`` (the command list and every command's)
+without loading spaCy.
 
 Core = every module under spacy_ner_project/ except cli.py and commands/ (the command layer).
 Every import counts, also one inside a function.
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple
 
 import pytest
+
+from spacy_ner_project.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "spacy_ner_project"
@@ -112,7 +115,21 @@ def test_components_never_import_the_command_line() -> None:
     assert violations(component_files(), COMPONENTS_FORBIDDEN) == []
 
 
-@pytest.mark.parametrize("args", [["--help"], ["convert", "--help"]])
+HEAVY = ("spacy", "thinc", "torch", "numpy", "matplotlib", "spacy_llm", "jinja2")  # none of them for --help
+# An option of each command (none of the group's): its --help came from the command's own module.
+HELP_SHOWS = {
+    "convert": "--scheme",
+    "train": "--backbone",
+    "evaluate": "--displacy-limit",
+    "llm-evaluate": "--max-failed",
+    "llm-assemble": "--unit",
+    "visualize": "--limit",
+    "serve-llm": "--n-ctx",
+    "annotate": "--llm-capacity",
+}
+
+
+@pytest.mark.parametrize("args", [["--help"], *([name, "--help"] for name in sorted(COMMANDS))], ids=" ".join)
 def test_the_command_line_lists_commands_without_spacy(args: List[str]) -> None:
     code = (
         "import sys\n"
@@ -120,11 +137,13 @@ def test_the_command_line_lists_commands_without_spacy(args: List[str]) -> None:
         "from spacy_ner_project.cli import app\n"
         f"result = CliRunner().invoke(app, {args!r})\n"
         "assert result.exit_code == 0, result.output\n"
-        "heavy = sorted(m for m in ('spacy', 'thinc', 'torch', 'numpy', 'matplotlib', 'spacy_llm') if m in sys.modules)\n"
-        "print(','.join(heavy))\n"
+        f"print(','.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
         "print(result.output)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     heavy, _, output = result.stdout.partition("\n")
-    assert heavy == ""
-    assert ("annotate" in output and "llm-evaluate" in output) if args == ["--help"] else "--scheme" in output
+    assert heavy == "", f"{' '.join(args)} imports {heavy}"
+    if args == ["--help"]:
+        assert all(name in output for name in COMMANDS)
+    else:
+        assert HELP_SHOWS[args[0]] in output

@@ -9,6 +9,8 @@
 Modules: ``records`` (INPUT → validated records), ``predict`` (doc → output row),
 ``pipeline`` (loading in each worker; LLM concurrency and cache overrides), ``local`` and
 ``ray_engine`` (the engines), ``output`` (OUTPUT folder, refuse/overwrite/resume), ``runner``.
+spaCy is imported only where a pipeline is loaded or a DocBin written, so importing this
+package (``annotate --help``) does not load it.
 """
 
 from .output import read_output

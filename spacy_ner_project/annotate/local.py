@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
-
-from spacy.tokens import Doc
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional
 
 from .output import ShardWriter, write_docbin_shard
 from .pipeline import PipelineSpec
 from .predict import OutputRecord, annotate_records
 from .records import Record
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
 Progress = Callable[[int], None]
 

@@ -22,13 +22,14 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
-
-from spacy.tokens import Doc, DocBin
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set
 
 from spacy_ner_project.errors import UserError
 
 from .predict import OutputRecord
+
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
 MANIFEST = "_annotate.json"
 DOCBIN_DIR = "docbin"
@@ -91,6 +92,8 @@ class ShardWriter:
 def write_docbin_shard(folder: Path, docs: Sequence[Doc]) -> Optional[Path]:
     """Write the docs as one DocBin named by a hash of their texts: a retried batch
     rewrites the same file instead of adding a second copy."""
+    from spacy.tokens import DocBin
+
     if not docs:
         return None
     digest = hashlib.sha1("\x00".join(doc.text for doc in docs).encode("utf-8")).hexdigest()[:20]

@@ -21,14 +21,13 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
-
-import spacy
-from spacy.language import Language
-from spacy.util import dict_to_dot, load_config
-from thinc.api import Config
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from spacy_ner_project.errors import UserError
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from thinc.api import Config
 
 CACHE_FUNCTION = "spacy_ner_project.SQLiteCache.v1"
 
@@ -43,6 +42,8 @@ class PipelineSpec:
     use_gpu: bool = False
 
     def load(self) -> Language:
+        import spacy
+
         if self.code is not None:
             spacy.util.import_file("annotate_code", self.code)
         if self.use_gpu:
@@ -52,6 +53,8 @@ class PipelineSpec:
 
 def config_path(name: str) -> Path:
     """config.cfg of a pipeline folder or an installed pipeline package."""
+    import spacy
+
     path = Path(name)
     if path.is_dir():
         if not (path / "config.cfg").exists():
@@ -91,6 +94,8 @@ def llm_overrides(
     """Config overrides (dot keys) for every LLM component whose model has ``concurrency``
     (spacy_ner_project.OpenAICompatible.v1): its share of the capacity, and the cache path
     (``cache``, else the configured one made absolute against ``cwd``)."""
+    from spacy.util import dict_to_dot
+
     overrides: Dict[str, Any] = {}
     for name, model in llm_components(config).items():
         settings: Dict[str, Any] = {}
@@ -110,6 +115,8 @@ def pipeline_spec(
     name: str, *, workers: int, capacity: Optional[int], cache: Optional[Path], code: Optional[Path], use_gpu: bool
 ) -> PipelineSpec:
     """The spec every worker loads, with the LLM overrides for ``workers`` copies."""
+    from spacy.util import load_config
+
     if code is not None and not code.is_file():
         raise UserError(f"--code {code} is not a file: pass the Python file that registers your components")
     config = load_config(config_path(name), interpolate=True)

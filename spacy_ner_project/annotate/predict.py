@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from typing import Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
-
-from spacy.language import Language
-from spacy.tokens import Doc
+from typing import TYPE_CHECKING, Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
 
 from spacy_ner_project.llm.record import LLM_RECORD_KEY as USER_DATA_KEY
 
 from .records import Record
+
+if TYPE_CHECKING:
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 
 class Entity(TypedDict):

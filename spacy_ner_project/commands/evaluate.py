@@ -21,16 +21,18 @@ with an LLM model the progress bar counts done / cached / failed prompts, the me
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 import typer
-from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from spacy_ner_project.errors import UserError
-from spacy_ner_project.evaluation import evaluate, pipelines
 from spacy_ner_project.evaluation.llm import FailurePolicy
 from spacy_ner_project.extras import require_plugin
+from spacy_ner_project.scoring.matching import MatchSettings
+
+if TYPE_CHECKING:  # spaCy and the evaluation modules are imported when a command runs, not for --help
+    from spacy_ner_project.evaluation.evaluate import Evaluation
 
 DEFAULT_POLICY = FailurePolicy()
 DEFAULT_LLM_COMPONENT = "llm"
@@ -41,12 +43,14 @@ EVALUATE_DEFAULTS = {"unit": "docs", "n_docs": None}
 def split_overrides(paths: List[str], extra: List[str]) -> Tuple[List[str], dict]:
     """The positional arguments and the spaCy config overrides after them (click hands the
     ``--section.key value`` pairs to a variadic argument)."""
+    from spacy.cli._util import parse_config_overrides
+
     tokens = list(paths) + list(extra)
     first = next((i for i, token in enumerate(tokens) if token.startswith("--")), len(tokens))
     return tokens[:first], parse_config_overrides(tokens[first:])
 
 
-def print_evaluation(evaluation: evaluate.Evaluation) -> None:
+def print_evaluation(evaluation: Evaluation) -> None:
     """The console summary: F1 per pipeline and mode, every mode's P/R/F, and each LLM run."""
     from spacy_ner_project.evaluation.report import SUMMARY_HEADER, llm_notes, md_mode_table, summary_rows
 
@@ -82,7 +86,7 @@ def run_command(
     max_failed: float,
 ) -> None:
     """The body of ``evaluate`` and ``llm-evaluate``."""
-    from spacy_ner_project.evaluation import report
+    from spacy_ner_project.evaluation import evaluate, pipelines, report
 
     positional, overrides = split_overrides(paths, list(ctx.args))
     if len(positional) < 2:
@@ -119,7 +123,7 @@ def run_command(
 def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Callable[..., None]:
     """A typer function for ``run_command`` with these defaults (``evaluate`` and ``llm-evaluate``
     differ only there)."""
-    settings = evaluate.DEFAULT_SETTINGS
+    settings = MatchSettings()  # the fuzzy matcher's defaults, as in evaluate.DEFAULT_SETTINGS
 
     def command(
         ctx: typer.Context,
@@ -144,10 +148,12 @@ def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Call
         cache: Optional[Path] = typer.Option(None, "--cache", help="LLM: SQLite response cache file (created if missing)"),
         max_failed: float = typer.Option(DEFAULT_POLICY.max_failed, "--max-failed", help="LLM: exit 1 when the share of docs whose request failed exceeds this (0-1); all failed always exits 1"),
     ) -> None:
+        from spacy_ner_project.evaluation.evaluate import match_settings
+
         run_command(
             ctx, paths, output=output, names=names, n_docs=n_docs_, unit=unit_, displacy_limit=displacy_limit,
             gpu_id=gpu_id, batch_size=batch_size,
-            settings=evaluate.match_settings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer),
+            settings=match_settings(min_overlap=min_overlap, text_threshold=text_threshold, text_scorer=text_scorer),
             component=component, model=model, base_url=base_url, cache=cache, max_failed=max_failed,
         )
 
@@ -175,6 +181,10 @@ def llm_assemble_cli(
 ) -> None:
     """`spacy assemble` for the LLM pipeline, with few-shot examples from paths.train: assemble,
     initialise and save it. Config values: spaCy overrides, e.g. --llm.model llama3.1:8b."""
+    from spacy.cli._util import parse_config_overrides
+
+    from spacy_ner_project.evaluation import pipelines
+
     if not config.is_file():
         raise UserError(f"{config}: no such config file; give the LLM pipeline config, e.g. configs/llm_ner.cfg")
     nlp = pipelines.assemble(config, overrides=parse_config_overrides(list(ctx.args)), unit=unit)

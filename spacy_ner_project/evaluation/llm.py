@@ -16,13 +16,14 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
-
-from spacy.language import Language
-from spacy.tokens import Doc
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from spacy_ner_project import progress
 from spacy_ner_project.llm.record import LLM_RECORD_KEY
+
+if TYPE_CHECKING:  # spaCy only in annotations: the commands read FailurePolicy's default without loading it
+    from spacy.language import Language
+    from spacy.tokens import Doc
 
 LLM_LOGGER = "spacy_ner_project.llm"
 # The parser's error for a response that is a FailedResponse (components/llm/parser.py).

@@ -1,18 +1,23 @@
 """displaCy renderings of a pipeline's predictions beside gold, in one self-contained HTML page
-(the ``visualize`` command)."""
+(the ``visualize`` command).
+
+spaCy and the report's templates are imported inside :func:`visualize`, so that the command
+reads its option defaults (``visualize.__kwdefaults__``) without loading them.
+"""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
 
-from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
-from spacy_ner_project.evaluation.report import html_doc_grids, html_page, label_colors
 from spacy_ner_project.files import check_output_file, write_atomic
 
 
 def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:
     """Render the first ``limit`` documents of ``data``: gold beside the pipeline's entities."""
+    from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
+    from spacy_ner_project.evaluation.report import html_doc_grids, html_page, label_colors
+
     check_output_file(output)
     gold = read_gold(data, n_docs=limit)
     predictions, _ = predict(load_pipeline(model), gold, batch_size=batch_size)

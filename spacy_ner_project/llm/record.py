@@ -8,9 +8,10 @@ annotation never import the components.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict
 
-from spacy.tokens import Doc
+if TYPE_CHECKING:
+    from spacy.tokens import Doc
 
 LLM_RECORD_KEY = "spacy_ner_project.llm"
 
