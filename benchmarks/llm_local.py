@@ -164,44 +164,91 @@ def pct(value: Optional[float]) -> str:
     return common.percent(value, digits=1)
 
 
-def hundred_line(runs: Dict[str, Any]) -> str:
-    """One sentence on the rows of the first 100 sentences (the issue's N), from the JSON."""
-    rows = [r for r in runs.values() if r.get("n_docs") == 100]
-    if not rows:
-        return "**First 100 sentences:** not measured yet (`python benchmarks/llm_local.py --n 100`)."
+ISSUE_N = 100  # the issue's N: the first 100 dev sentences
+
+
+def table(rows: List[Dict[str, Any]]) -> List[str]:
+    lines = [
+        "| model | prompt | N | strict F1 | overlap F1 | text F1 | predicted / gold ents | docs/s | generated tok/s | "
+        "tokens generated | unplaced (copied from examples) | unparseable answers | failed | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r["task_report"]
+        speed = "cached" if r.get("rescored_from_cache") else r["docs_per_second"]
+        tok_s = generated_tokens_per_second(r)
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['n_docs']} | {pct(r['strict_f'])} | {pct(r['overlap_f'])} | "
+            f"{pct(r['text_f'])} | {r['n_pred_ents']} / {r['n_gold_ents']} | {speed} | "
+            f"{'-' if tok_s is None else f'{tok_s:.1f}'} | {r['server']['generated_tokens']} | "
+            f"{t.get('unplaced', 0)} ({t.get('unplaced_copied_from_examples', 0)}) | "
+            f"{t.get('docs_with_unparseable_answers', 0)} | {t.get('docs_with_failed_requests', 0)} | "
+            f"{r.get('load_average', 0):.1f} |"
+        )
+    return lines
+
+
+def generated_tokens_per_second(r: Dict[str, Any]) -> Optional[float]:
+    s = r["server"]
+    return s["generated_tokens"] / (s["generation_ms"] / 1000) if s["generation_ms"] else None
+
+
+def findings(rows: Dict[Tuple[str, str], Dict[str, Any]]) -> str:
+    """The findings of the N = 100 rows, every figure read from them."""
+    missing = [f"{m} {v}" for m in KNOWN_MODELS for v in VARIANTS if (m, v) not in rows]
+    if missing:
+        return f"**Findings:** not all rows at N = {ISSUE_N} yet (missing: {', '.join(missing)})."
+
+    def f(model: str, variant: str, key: str = "strict_f") -> str:
+        return f"{100 * (rows[model, variant][key] or 0):.1f}"
+
+    def unparseable(model: str, variant: str) -> int:
+        return rows[model, variant]["task_report"].get("docs_with_unparseable_answers", 0)
+
+    best = max(rows.values(), key=lambda r: r["strict_f"] or 0)
     parts = [
-        f"{r['model']} {r['variant']}: strict {100 * r['strict_f']:.1f} / overlap {100 * r['overlap_f']:.1f}"
-        f" ({r['docs_per_second']:.2f} docs/s)"
-        for r in rows
+        f"**Findings (first {ISSUE_N} dev sentences).** The best strict F1 is {best['model']} "
+        f"{best['variant']}: {100 * best['strict_f']:.1f} (overlap {100 * best['overlap_f']:.1f}).",
     ]
-    missing = [
-        f"{model} {variant}" for model in KNOWN_MODELS for variant in VARIANTS
-        if not any(r["model"] == model and r["variant"] == variant for r in rows)
-    ]
-    tail = f" Not yet at N = 100: {', '.join(missing)}." if missing else ""
-    return (
-        "**First 100 sentences (the issue's N; run at the end of the session on a quiet machine, load < 2.5):** "
-        + "; ".join(parts) + "." + tail + " Scores on 10 or 20 sentences above are noisy: compare rows of the same N."
+    for model in KNOWN_MODELS:
+        parts.append(
+            f"{model}: few-shot {f(model, 'few-shot')}, with the schema {f(model, 'few-shot + schema')}; "
+            f"zero-shot {f(model, 'zero-shot')} ({unparseable(model, 'zero-shot')} unparseable answers), "
+            f"with the schema {f(model, 'zero-shot + schema')} ({unparseable(model, 'zero-shot + schema')} unparseable)."
+        )
+    copied = {m: rows[m, "few-shot"]["task_report"].get("unplaced_copied_from_examples", 0) for m in KNOWN_MODELS}
+    unplaced = {m: rows[m, "few-shot"]["task_report"].get("unplaced", 0) for m in KNOWN_MODELS}
+    parts.append(
+        "Few-shot answers copy the examples' entities: "
+        + ", ".join(f"{m} {copied[m]} of its {unplaced[m]} unplaced strings" for m in KNOWN_MODELS)
+        + ". The schema (a grammar on the server) guarantees a parseable entity object, which is what makes "
+        "zero-shot usable on these models; whether it helps few-shot depends on the model (the rows above)."
     )
+    speeds = [r["docs_per_second"] for r in rows.values()]
+    toks = [t for t in map(generated_tokens_per_second, rows.values()) if t]
+    parts.append(
+        f"Speed: {min(speeds):.2f}-{max(speeds):.2f} sentences/s, {min(toks):.0f}-{max(toks):.0f} generated "
+        "tokens/s (rows that run to the 256-token cap are the slowest). Low scores are expected from models "
+        "this small: the point is a real path, measured."
+    )
+    return " ".join(parts)
 
 
 def render(data: Dict[str, Any]) -> str:
     m = data["machine"]
     runs = data["runs"]
+    hundred = {(r["model"], r["variant"]): r for r in runs.values() if r["n_docs"] == ISSUE_N}
+    ordered = [hundred[m_, v] for m_ in KNOWN_MODELS for v in VARIANTS if (m_, v) in hundred]
+    smaller = [r for r in runs.values() if r["n_docs"] != ISSUE_N]
     lines = [
         "# LLM NER with a real local model (benchmark, not a test)",
         "",
-        "`python benchmarks/llm_local.py --n 20` (and `--n 10`; the zero-shot rows: `--n 20 --variants zero-shot "
-        "'zero-shot + schema' --no-samples`): `configs/llm_ner.cfg` through the project's one evaluation path "
-        "(`run_evaluation`, what `llm-evaluate` runs) on the "
-        "first N sentences of CoNLL-2003 dev (N in the table; the issue asks for 100: on these busy cores a row of 100 "
-        "took too long, see Findings), served by llama-cpp-python "
-        f"{m['llama-cpp-python']}'s OpenAI-compatible server (`spacy_ner_project.llm.server`, one request at a time, "
-        "`llm.concurrency = 1`), one server start per row. Machine: "
-        f"{m['cpu']}, {m['cores']} cores, no GPU; Python {m['python']}, spaCy {m['spacy']}. The two cores were shared "
-        "with other jobs (the 1-minute load average at the end of each row is in the table; it was 1.5-14 during the "
-        "runs): speeds are lower bounds and vary with the load, scores do not depend on it (temperature 0). "
-        "Each row starts with an empty response cache.",
+        f"`python benchmarks/llm_local.py --n {ISSUE_N}`: `configs/llm_ner.cfg` through the project's one evaluation "
+        "path (`run_evaluation`, what `llm-evaluate` runs) on the first N sentences of CoNLL-2003 dev, served by "
+        f"llama-cpp-python {m['llama-cpp-python']}'s OpenAI-compatible server (`spacy_ner_project.llm.server`, one "
+        "request at a time, `llm.concurrency = 1`), one server start per row, each row from an empty response cache. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, no GPU; Python {m['python']}, spaCy {m['spacy']}. The 1-minute "
+        "load average at the end of each row is in the tables: speeds vary with it, scores do not (temperature 0).",
         "",
         "Few-shot: 4 annotated train sentences (`llm.n_prompt_examples`, chosen by the task); schema: the answer's "
         'JSON schema as `response_format` (`llm.structured_output = "llama-cpp-python"`, a grammar on the server). '
@@ -209,40 +256,11 @@ def render(data: Dict[str, Any]) -> str:
         "model, served with a pass-through chat template (the prompt as text, after BOS); SmolLM2-135M-Instruct "
         "with the ChatML template stored in its GGUF.",
         "",
-        "**Findings (they set the `llm-local` defaults: `gemma3-270m`, few-shot, no schema).** On the same first 10 "
-        "sentences, Gemma 3 270M few-shot scored the best strict F1 (24.1); the schema (a grammar) lowered it to 13.8 "
-        "while removing unparseable answers; SmolLM2-135M-Instruct scored 10.3 with or without the schema and copies "
-        "the few-shot examples' entities into its answers (most of its unplaced strings). On the first 20 sentences: "
-        "Gemma few-shot 20.0, SmolLM2 few-shot 6.3. Zero-shot (first 20): without the schema Gemma (a base model) "
-        "never gives an entity list: it runs to the 256-token cap on every sentence (20 unparseable answers, which "
-        "the config's `cache_check` keeps out of the cache), SmolLM2 scores 3.3 (13 unparseable); with the schema "
-        "the grammar forces an entity object and zero-shot becomes usable: Gemma 18.6 strict / 24.7 overlap (but 300 "
-        "strings that are not in the sentence, none placed), SmolLM2 8.7. So the schema is what makes zero-shot work "
-        "on these models, and few-shot without it is still the best strict F1 for Gemma (20.0 vs 18.6 on the same 20 "
-        "sentences, a difference of one or two entities: not significant at this N). Speeds: the zero-shot rows ran "
-        "last, on a quieter machine (load 1.5-3.7: 40-68 generated tokens/s against 3-9 under load 4-6). "
-        "Low scores are expected from models this small: the point is a real path, measured.",
+        findings(hundred),
         "",
-        hundred_line(runs),
+        f"## First {ISSUE_N} dev sentences",
         "",
-        "| model | prompt | N | strict F1 | overlap F1 | text F1 | predicted / gold ents | docs/s | generated tok/s | "
-        "tokens generated | unplaced (copied from examples) | unparseable answers | failed | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in runs.values():
-        t = r["task_report"]
-        s = r["server"]
-        tok_s = s["generated_tokens"] / (s["generation_ms"] / 1000) if s["generation_ms"] else None
-        speed = "cached" if r.get("rescored_from_cache") else r["docs_per_second"]
-        copied = t.get("unplaced_copied_from_examples", 0)
-        lines.append(
-            f"| {r['model']} | {r['variant']} | {r['n_docs']} | {pct(r['strict_f'])} | {pct(r['overlap_f'])} | "
-            f"{pct(r['text_f'])} | {r['n_pred_ents']} / {r['n_gold_ents']} | {speed} | "
-            f"{'-' if tok_s is None else f'{tok_s:.1f}'} | {s['generated_tokens']} | {t.get('unplaced', 0)} ({copied}) | "
-            f"{t.get('docs_with_unparseable_answers', 0)} | {t.get('docs_with_failed_requests', 0)} | "
-            f"{r.get('load_average', 0):.1f} |"
-        )
-    lines += [
+        *table(ordered),
         "",
         "F1 in percent: spaCy's exact-span scorer (strict), and the project's overlap and text modes "
         "(`spacy_ner_project.scoring.matching`). docs/s: sentences per second end to end (prompting, generation, parsing, "
@@ -251,11 +269,19 @@ def render(data: Dict[str, Any]) -> str:
         "of those, copied from the few-shot examples); unparseable: sentences whose answer held no JSON entity "
         "object; failed: requests that got no answer.",
         "",
+        "## Earlier rows on 10 or 20 sentences",
+        "",
+        "Run first, mostly while other jobs shared the two cores (load in the table): scores on 10 or 20 sentences "
+        "differ from the 100-sentence rows by several points (Gemma few-shot: 24.1 on 10, 20.0 on 20, 12.4 on 100), "
+        "so compare rows of the same N only. Kept for the raw answers below.",
+        "",
+        *table(smaller),
+        "",
         "## Raw answers (sentences written for this file, not CoNLL)",
         "",
     ]
     for r in (r for r in runs.values() if r["samples"]):
-        lines += [f"### {r['model']}, {r['variant']}", "", "| sentence | raw answer | placed entities |", "|---|---|---|"]
+        lines += [f"### {r['model']}, {r['variant']} (N = {r['n_docs']} row)", "", "| sentence | raw answer | placed entities |", "|---|---|---|"]
         for sample in r["samples"]:
             answer = (sample["answer"] or "").strip().replace("|", "\\|").replace("\n", " ⏎ ")[:200]
             placed = ", ".join(f"{text} ({label})" for text, label in sample["placed"]) or "–"
