@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import spacy
+from spacy.tokens import DocBin
 
 from common import HERE, ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
@@ -59,15 +59,13 @@ def score(nlp, path: Path) -> Dict[str, Any]:
 
 
 def train_and_dev(corpus: Dict[str, Path]) -> Path:
-    """A folder holding the train and dev DocBins (spaCy's corpus reader reads every .spacy
-    file under a folder)."""
-    folder = corpus["train"].parent / "train+dev"
-    folder.mkdir(exist_ok=True)
-    for split in ("train", "dev"):
-        target = folder / corpus[split].name
-        if not target.exists():
-            shutil.copyfile(corpus[split], target)
-    return folder
+    """One DocBin holding the train and dev documents (the train command takes a file)."""
+    merged = corpus["train"].parent / "train+dev.spacy"
+    if not merged.exists():
+        doc_bin = DocBin(store_user_data=True).from_disk(corpus["train"])
+        doc_bin.merge(DocBin(store_user_data=True).from_disk(corpus["dev"]))
+        doc_bin.to_disk(merged)
+    return merged
 
 
 def dev_by_step(log_lines: List[str]) -> Dict[int, float]:
@@ -179,7 +177,7 @@ def render(results: List[Dict[str, Any]]) -> str:
 def label(result: Dict[str, Any]) -> str:
     """The run's name; train+dev rows say so (never the headline figure)."""
     protocol = result.get("protocol", "train")
-    return result["name"] if protocol == "train" else f"{result['name']} (**{protocol}**, not comparable)"
+    return result["name"] if protocol == "train" else f"{result['name']} ({protocol} protocol, not comparable)"
 
 
 def score_test(args: argparse.Namespace, result: Dict[str, Any]) -> Dict[str, Any]:
@@ -187,7 +185,10 @@ def score_test(args: argparse.Namespace, result: Dict[str, Any]) -> Dict[str, An
     if result.get("test"):
         raise SystemExit(f"{result['name']} has a test score already; test is scored once.")
     corpus = convert_splits(args.data_dir, args.work_dir)
-    nlp = spacy.load(args.work_dir / result["name"] / "model-best")
+    model = args.work_dir / result["name"] / "model-best"
+    if not model.is_dir():
+        raise SystemExit(f"{model}: not found; --score-test scores a run trained under --work-dir")
+    nlp = spacy.load(model)
     return {**result, "test": score(nlp, corpus["test"])}
 
 

@@ -76,7 +76,7 @@ from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     Setting,
     describe,
     lever_rows,
-    load,  # noqa: F401 (precision_variants.py imports it from here)
+    load,
     precision_rows,
     spacy_runner,
     texts_differing,

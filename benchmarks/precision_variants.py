@@ -25,7 +25,7 @@ from spacy_ner_project.evaluation.evaluate import read_gold, score_pipeline
 
 from common import HERE, percent_value, relative, write_markdown  # benchmarks/common.py
 from corpus import add_data_args, convert_splits  # benchmarks/corpus.py
-from inference_speed import load  # benchmarks/inference_speed.py
+from inference_speed_levers import load  # benchmarks/inference_speed_levers.py
 
 BF16 = "bf16"
 
