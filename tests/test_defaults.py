@@ -224,3 +224,23 @@ def test_config_check_sees_the_blocks_of_ours() -> None:
     assert ("llm_ner.cfg", "components.llm.model", "config.temperature") in seen
     assert ("README.md ini block 0", "components.ner.scorer", "text_threshold") in seen
     assert set(DELIBERATE) <= seen, f"DELIBERATE names settings no config has: {set(DELIBERATE) - seen}"
+
+
+def test_command_options_default_to_the_library_defaults() -> None:
+    """--gpu-id and --displacy-limit of the commands and the library functions they call share
+    spacy_ner_project.defaults (the commands cannot import the library for --help)."""
+    from spacy_ner_project import defaults as shared
+    from spacy_ner_project.commands.evaluate import evaluate_cli, llm_evaluate_cli
+    from spacy_ner_project.commands.train import train_cli
+    from spacy_ner_project.evaluation.evaluate import run_evaluation
+    from spacy_ner_project.evaluation.report import render_html, write_report
+
+    def option_default(func: Callable[..., Any], name: str) -> Any:
+        return inspect.signature(func).parameters[name].default.default  # typer.OptionInfo
+
+    for command in (evaluate_cli, llm_evaluate_cli, train_cli):
+        assert option_default(command, "gpu_id") == shared.CPU
+    assert defaults(run_evaluation)["gpu_id"] == shared.CPU
+    for command in (evaluate_cli, llm_evaluate_cli):
+        assert option_default(command, "displacy_limit") == shared.DISPLACY_LIMIT
+    assert defaults(render_html)["displacy_limit"] == defaults(write_report)["displacy_limit"] == shared.DISPLACY_LIMIT

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 import typer
 from wasabi import msg
 
+from spacy_ner_project.defaults import CPU, DISPLACY_LIMIT
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation.llm import FailurePolicy
 from spacy_ner_project.extras import require_plugin
@@ -136,8 +137,8 @@ def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Call
         names: Optional[List[str]] = typer.Option(None, "--name", "-n", help="Name of each pipeline in the report, in order"),
         n_docs_: Optional[int] = typer.Option(n_docs, "--n-docs", help="Score only the first N docs or sentences (0: all)"),
         unit_: str = typer.Option(unit, "--unit", help="What is scored (and counted by --n-docs): 'docs' or 'sents' (each sentence its own doc)"),
-        displacy_limit: int = typer.Option(10, "--displacy-limit", help="Documents rendered per displaCy section"),
-        gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+        displacy_limit: int = typer.Option(DISPLACY_LIMIT, "--displacy-limit", help="Documents rendered per displaCy section"),
+        gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="nlp.pipe batch size (default: the pipeline's nlp.batch_size; for an LLM >= its concurrency)"),
         min_overlap: float = typer.Option(settings.min_overlap, help="overlap mode: least share of gold tokens covered (0-1)"),
         text_threshold: float = typer.Option(settings.text_threshold, help="text mode: least rapidfuzz similarity (0-100)"),

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from spacy_ner_project.defaults import CPU
 from spacy_ner_project.training.overrides import check_training_paths, training_overrides
 
 
@@ -22,7 +23,7 @@ def train_cli(
     ),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps"),
     eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency"),
-    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, -1 for CPU"),
+    gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU"),
 ) -> None:
     """Train a NER pipeline from a config (spacy train with the project's switches).
 

@@ -33,6 +33,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from spacy_ner_project.conll import DOC_ID_KEY
+from spacy_ner_project.defaults import CPU
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation import llm
 from spacy_ner_project.evaluation.gold import UNITS, read_gold
@@ -216,7 +217,7 @@ def run_evaluation(
     n_docs: Optional[int] = None,
     unit: str = "docs",
     overrides: Optional[Mapping[str, Any]] = None,
-    gpu_id: int = -1,
+    gpu_id: int = CPU,
     batch_size: Optional[int] = None,
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
@@ -228,7 +229,7 @@ def run_evaluation(
         try:
             spacy.require_gpu(gpu_id)
         except ValueError as err:  # no GPU, or no cupy
-            raise UserError(f"--gpu-id {gpu_id}: {err}; use --gpu-id -1 for the CPU") from err
+            raise UserError(f"--gpu-id {gpu_id}: {err}; use --gpu-id {CPU} for the CPU") from err
     gold = read_gold(data_path, n_docs=n_docs, unit=unit)  # first: a bad path fails before a cache file is made
     labels = pipeline_names(sources, names)
     pipelines = {name: load_pipeline(source, overrides=overrides, unit=unit) for name, source in zip(labels, sources)}

@@ -30,6 +30,7 @@ from markupsafe import Markup
 from spacy import displacy
 from spacy.tokens import Doc
 
+from spacy_ner_project.defaults import DISPLACY_LIMIT
 from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult
 from spacy_ner_project.evaluation.formatting import percent
 from spacy_ner_project.scoring.matching import COUNT_NAMES, MODES
@@ -344,7 +345,7 @@ def html_doc_grids(evaluation: Evaluation, indices: Iterable[int], colors: Dict[
     return str(macros.doc_grids(doc_grids(evaluation, indices, colors)))  # type: ignore[attr-defined]
 
 
-def render_html(evaluation: Evaluation, *, displacy_limit: int = 10) -> str:
+def render_html(evaluation: Evaluation, *, displacy_limit: int = DISPLACY_LIMIT) -> str:
     colors = label_colors(evaluation)
     disagreements = evaluation.disagreements()
     limit = max(displacy_limit, 0)
@@ -379,7 +380,7 @@ def html_page(title: str, body: str) -> str:
     return templates().get_template("page.html.jinja").render(title=title, body=Markup(body))
 
 
-def write_report(evaluation: Evaluation, output_dir: Path, *, displacy_limit: int = 10) -> Dict[str, Path]:
+def write_report(evaluation: Evaluation, output_dir: Path, *, displacy_limit: int = DISPLACY_LIMIT) -> Dict[str, Path]:
     """Write metrics.json, report.md and report.html into ``output_dir``; return their paths."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

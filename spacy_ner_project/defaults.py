@@ -1,0 +1,8 @@
+"""Defaults that the library and the command line share, in one place.
+
+Kept free of heavy imports: the commands read these for their options, and a command's
+``--help`` must not load spaCy.
+"""
+
+CPU = -1  # the device id that means the CPU (spaCy's convention for --gpu-id / use_gpu)
+DISPLACY_LIMIT = 10  # documents rendered per displaCy section of report.html
