@@ -1,0 +1,272 @@
+"""Benchmark (not a test): where the inference time goes, ours against Hugging Face, and the
+bound it puts on the speed ratio of benchmarks/inference_speed.py.
+
+Both systems run the same backbone (the embedded all-MiniLM-L6-v2) on the same CoNLL-2003
+text, in one process, in bfloat16 where the CPU has it natively (ours: the pipeline's
+``cpu_mixed_precision``; HF: ``torch.autocast``). Forward hooks on the backbone module (the
+``BertModel`` inside each) time every backbone call and record its input: positions computed
+(batch x padded length) and real positions (the attention mask's ones). The rest of the wall
+time is everything else (spaCy tokenizer, word-piece tokenization, span extraction,
+alignment, pooling, the NER; for HF its pre- and post-processing). The text's own word pieces
+(the backbone tokenizer on each document, no special tokens) are the least any system must
+compute.
+
+Rows: ours on documents with the trained windows (the default), ours with windows W/W (no
+overlap), HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` under bf16 autocast
+(HF's best setting in benchmarks/inference_speed.md) and HF on sentences. Each row is warmed up
+once, then timed ``--repeats`` times; medians are reported.
+
+The bound: were everything but the backbone free and did our backbone compute only the text's
+word pieces (no overlap, no padding, no special tokens) at the cheapest per-position cost any
+row shows (the conservative choice: the most generous bound), our words/s would be ``words / (text word pieces x backbone seconds per position)``. Its ratio
+to HF's best row is the most a faster pipeline around this backbone can reach; issue 13's goal
+of 2x HF's best is compared with it. Usage::
+
+    python benchmarks/inference_profile.py --pipeline training/benchmarks/RUN/model-best \\
+        [--text ../shared/conll2003/test.txt] [--max-words 12000] [--repeats 3]
+    python benchmarks/inference_profile.py --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from spacy.language import Language
+
+from spacy_ner_project.components.precision import cpu_supports_bf16
+from spacy_ner_project.conll import read_conll
+
+from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
+from inference_speed import CONLL, build_inputs, hf_tagger, select_documents  # benchmarks/inference_speed.py
+from inference_speed_levers import load, trained_windows  # benchmarks/inference_speed_levers.py
+
+OUTPUT = ROOT / "benchmarks" / "inference_profile"
+GOAL_RATIO = 2.0  # issue 13: our default >= 2x HF's best
+
+
+@dataclass
+class BackboneLog:
+    """What forward hooks on one backbone module saw during one timed run."""
+
+    seconds: float = 0.0
+    calls: int = 0
+    positions: int = 0  # batch x padded length, summed over calls
+    real_positions: int = 0  # attention-mask ones
+    _started: list[float] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def backbone_hooks(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
+    """Time every call of ``module`` and record its input shape into ``log``."""
+
+    def before(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        log.calls += 1
+        log.positions += int(ids.numel())
+        log.real_positions += int(mask.sum()) if mask is not None else int(ids.numel())
+        log._started.append(time.perf_counter())
+
+    def after(_module: torch.nn.Module, _args: Any, _kwargs: Any, _output: Any) -> None:
+        log.seconds += time.perf_counter() - log._started.pop()
+
+    handles = [module.register_forward_pre_hook(before, with_kwargs=True),
+               module.register_forward_hook(after, with_kwargs=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def our_backbone(nlp: Language) -> torch.nn.Module:
+    """The HF backbone module inside the pipeline's transformer component."""
+    for node in nlp.get_pipe("transformer").model.walk():
+        for shim in node.shims:
+            module = getattr(shim, "_model", None)
+            if isinstance(module, torch.nn.Module):
+                return getattr(module, "base_model", module)
+    raise SystemExit("No PyTorch backbone found in the pipeline's transformer component.")
+
+
+def profile(run: Callable[[Sequence[str]], Any], backbone: torch.nn.Module, texts: Sequence[str],
+            *, warmup: Sequence[str], repeats: int) -> dict[str, Any]:
+    """Medians over ``repeats`` timed runs of ``run(texts)`` after one warm-up run."""
+    run(warmup)
+    walls, logs = [], []
+    for _ in range(repeats):
+        log = BackboneLog()
+        with backbone_hooks(backbone, log):
+            start = time.perf_counter()
+            run(texts)
+            walls.append(time.perf_counter() - start)
+        logs.append(log)
+    wall = statistics.median(walls)
+    seconds = statistics.median(log.seconds for log in logs)
+    last = logs[-1]  # shapes are the same in every run
+    return {
+        "wall_s": round(wall, 3), "backbone_s": round(seconds, 3), "other_s": round(wall - seconds, 3),
+        "backbone_calls": last.calls, "positions": last.positions, "real_positions": last.real_positions,
+        "backbone_us_per_position": round(1e6 * seconds / last.positions, 2),
+    }
+
+
+def text_word_pieces(tokenizer: Any, documents: Sequence[str]) -> int:
+    """Word pieces of the documents themselves (no special tokens, no truncation)."""
+    return sum(len(ids) for ids in tokenizer(list(documents), add_special_tokens=False)["input_ids"])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", type=Path, help="a trained transformer pipeline (model-best)")
+    parser.add_argument("--text", type=Path, default=CONLL / "test.txt", help="CoNLL file the texts come from")
+    parser.add_argument("--max-words", type=int, default=12000, help="whole documents up to this many words (0: all)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hf-chunk-words", type=int, default=100)
+    parser.add_argument("--hf-batch-size", type=int, default=8)
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="writes OUTPUT.json and OUTPUT.md")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json, run nothing")
+    args = parser.parse_args(argv)
+    if not args.render_only and args.pipeline is None:
+        parser.error("--pipeline is required (a trained transformer pipeline's model-best)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.render_only:
+        render(args.output)
+        return
+    torch.set_num_threads(args.threads)
+    bf16 = cpu_supports_bf16()
+    precision = "bf16" if bf16 else "float32"
+    windows = trained_windows(args.pipeline)
+    documents = select_documents(read_conll(args.text).documents, args.max_words)
+    inputs = build_inputs(documents, chunk_size=args.hf_chunk_words)
+    warm = build_inputs(documents[:2], chunk_size=args.hf_chunk_words)
+    tagger = hf_tagger()
+    report: dict[str, Any] = {
+        "argv": argv,
+        "machine": {**machine("torch", "spacy-transformers", "transformers"), "native_bf16": bf16},
+        "pipeline": relative(args.pipeline), "trained_windows": windows, "precision": precision,
+        "input": {"file": relative(args.text), "documents": len(documents), "words": inputs.words,
+                  "text_word_pieces": text_word_pieces(tagger.tokenizer, inputs.documents)},
+        "repeats": args.repeats, "threads": args.threads, "rows": [],
+    }
+
+    def record(name: str, system: str, row: dict[str, Any]) -> None:
+        row = {"name": name, "system": system, "words_per_s": round(inputs.words / row["wall_s"], 1), **row}
+        report["rows"].append(row)
+        print(f"{name:<52} {row['words_per_s']:>8.1f} words/s  backbone {row['backbone_s']:.2f} of "
+              f"{row['wall_s']:.2f} s  positions {row['positions']}", flush=True)
+
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def hf_run(batch_size: int) -> Callable[[Sequence[str]], None]:
+        def run(texts: Sequence[str]) -> None:
+            with autocast:
+                for _ in tagger(list(texts), batch_size=batch_size):
+                    pass
+        return run
+
+    hf_backbone = tagger.model.base_model
+    record(f"HF, {args.hf_chunk_words}-word chunks, batch_size={args.hf_batch_size}, {precision}", "hf",
+           profile(hf_run(args.hf_batch_size), hf_backbone, inputs.chunks, warmup=warm.chunks, repeats=args.repeats))
+    record(f"HF, sentences, batch_size={args.hf_batch_size}, {precision}", "hf",
+           profile(hf_run(args.hf_batch_size), hf_backbone, inputs.sentences, warmup=warm.sentences,
+                   repeats=args.repeats))
+    del tagger
+
+    def our_run(nlp: Language) -> Callable[[Sequence[str]], None]:
+        def run(texts: Sequence[str]) -> None:
+            for _ in nlp.pipe(texts):
+                pass
+        return run
+
+    variants: list[tuple[str, int | None]] = [(f"ours, documents, trained windows {windows}, {precision}", None)]
+    if windows and windows[0] != windows[1]:
+        variants.append((f"ours, documents, no overlap ({windows[0]}/{windows[0]}), {precision}", windows[0]))
+    for name, window in variants:
+        nlp = load(args.pipeline, precision, window=window)
+        record(name, "ours", profile(our_run(nlp), our_backbone(nlp), inputs.documents, warmup=warm.documents,
+                                     repeats=args.repeats))
+    report["summary"] = summarise(report)
+    write_json(args.output.with_suffix(".json"), report)
+    render(args.output)
+
+
+def summarise(report: dict[str, Any]) -> dict[str, Any]:
+    """HF's best row, ours' default and fastest rows, and the bound on ours / HF."""
+    rows = report["rows"]
+    hf_best = max((r for r in rows if r["system"] == "hf"), key=lambda r: r["words_per_s"])
+    ours = [r for r in rows if r["system"] == "ours"]
+    fastest = max(ours, key=lambda r: r["words_per_s"])
+    words, pieces = report["input"]["words"], report["input"]["text_word_pieces"]
+    per_position = min(r["backbone_us_per_position"] for r in rows) / 1e6  # the cheapest seen, either system
+    bound = words / (pieces * per_position)
+    return {
+        "hf_best": hf_best["name"], "hf_best_words_per_s": hf_best["words_per_s"],
+        "ours_default_ratio": round(ours[0]["words_per_s"] / hf_best["words_per_s"], 2),
+        "ours_fastest": fastest["name"], "ours_fastest_ratio": round(fastest["words_per_s"] / hf_best["words_per_s"], 2),
+        "bound_words_per_s": round(bound, 1), "bound_ratio": round(bound / hf_best["words_per_s"], 2),
+        "goal_ratio": GOAL_RATIO, "goal_reachable": bound / hf_best["words_per_s"] >= GOAL_RATIO,
+    }
+
+
+def render(output: Path) -> None:
+    import json
+
+    report = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
+    m, inp, s = report["machine"], report["input"], report["summary"]
+    lines = [
+        "# Where the inference time goes: ours against Hugging Face",
+        "",
+        f"Written by `benchmarks/inference_profile.py` ({' '.join(report['argv'])}). Machine: {m['cpu']}, "
+        f"{m['cores']} cores, native bf16: {m['native_bf16']}, load average at the start {m['load_average']}; "
+        f"torch {m['torch']}, transformers {m['transformers']}, spacy-transformers {m['spacy-transformers']}; "
+        f"{report['threads']} threads, median of {report['repeats']} runs.",
+        "",
+        f"Input: {inp['documents']} documents of `{inp['file']}`, {inp['words']:,} words, "
+        f"{inp['text_word_pieces']:,} word pieces of their own (the least any system computes). "
+        f"Pipeline `{report['pipeline']}` (trained windows {report['trained_windows']}), {report['precision']}. "
+        "Backbone time is measured with forward hooks on the backbone module; *other* is the rest "
+        "of the wall time. Positions = batch x padded length of every backbone call.",
+        "",
+        "| Row | words/s | wall s | backbone s | other s | backbone share | positions | real | padding | "
+        "positions / text pieces | backbone µs / position |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['name']} | {r['words_per_s']:,.0f} | {r['wall_s']:.2f} | {r['backbone_s']:.2f} | {r['other_s']:.2f} | "
+            f"{100 * r['backbone_s'] / r['wall_s']:.0f}% | {r['positions']:,} | {r['real_positions']:,} | "
+            f"{100 * (1 - r['real_positions'] / r['positions']):.0f}% | {r['positions'] / inp['text_word_pieces']:.2f} | "
+            f"{r['backbone_us_per_position']:.1f} |"
+        )
+    verdict = "reachable" if s["goal_reachable"] else "**not reachable** with this backbone"
+    lines += [
+        "",
+        f"HF's best here: {s['hf_best']}, {s['hf_best_words_per_s']:,.0f} words/s. Ours: default "
+        f"{s['ours_default_ratio']}x, fastest ({s['ours_fastest']}) {s['ours_fastest_ratio']}x.",
+        "",
+        f"**Bound**: at the cheapest backbone cost per position of any row above, computing only the text's own word pieces "
+        f"and spending nothing outside the backbone, ours would run at {s['bound_words_per_s']:,.0f} words/s, "
+        f"{s['bound_ratio']}x HF's best. Issue 13's goal of {s['goal_ratio']:g}x is {verdict}: "
+        "the backbone's cost per position is set by the model and the CPU's kernels, which HF shares.",
+    ]
+    write_markdown(output.with_suffix(".md"), "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
