@@ -11,6 +11,8 @@ layer-wise learning-rate decay.
   ``decay ** (L - i)`` times the optimizer's rate, the embeddings at ``decay ** (L + 1)``;
   parameters outside the layer stack (e.g. a pooler) at the full rate. The layers on top
   (NER, hash embeddings) are thinc's and keep the full rate.
+* Inference in length buckets (``bucket_call_cost`` not None): a padded batch of windows runs
+  in buckets that pad less (:mod:`spacy_ner_project.components.length_buckets`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Any, Dict, Iterator, Optional
 from spacy_transformers.layers.hf_shim import HFShim
 from thinc.api import Model, Optimizer
 from thinc.shims.pytorch import torch2xp, xp2torch
+from thinc.types import ArgsKwargs
+
+from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST, predict_in_buckets
 
 DEFAULT_LAYER_LR_DECAY = 1.0  # no decay: every backbone weight at the optimizer's rate
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
@@ -48,10 +53,17 @@ def layer_lr_scales(names: list[str], *, decay: float) -> Dict[str, float]:
 
 class BackboneShim(HFShim):
     """spacy-transformers' ``HFShim`` that uses the optimizer's averages and, when
-    ``layer_lr_decay`` < 1, per-layer learning-rate scales."""
+    ``layer_lr_decay`` < 1, per-layer learning-rate scales; at inference, length buckets
+    unless ``bucket_call_cost`` is None."""
 
     layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY
+    bucket_call_cost: Optional[int] = DEFAULT_BUCKET_CALL_COST
     _lr_scales: Optional[Dict[str, float]] = None
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        if self.bucket_call_cost is None:
+            return super().predict(inputs)
+        return predict_in_buckets(super().predict, inputs, call_cost=self.bucket_call_cost)
 
     @contextlib.contextmanager
     def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:
@@ -95,15 +107,23 @@ class BackboneShim(HFShim):
         self._grad_scaler.update()
 
 
-def use_backbone_shim(hf_layer: Model, *, layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY) -> None:
+def use_backbone_shim(
+    hf_layer: Model,
+    *,
+    layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY,
+    bucket_call_cost: Optional[int] = DEFAULT_BUCKET_CALL_COST,
+) -> None:
     """Give ``hf_layer`` (spacy-transformers' ``HFWrapper``) a :class:`BackboneShim`.
 
     The shim object is kept (its id keys the averages; ``from_bytes`` loads into it), only
     its class changes."""
     if not 0.0 < layer_lr_decay <= 1.0:
         raise ValueError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
+    if bucket_call_cost is not None and bucket_call_cost < 0:
+        raise ValueError(f"bucket_call_cost must be >= 0 or None (off), got {bucket_call_cost}")
     for shim in hf_layer.shims:
         if isinstance(shim, HFShim):
             shim.__class__ = BackboneShim
             shim.layer_lr_decay = layer_lr_decay
+            shim.bucket_call_cost = bucket_call_cost
             shim._lr_scales = None
