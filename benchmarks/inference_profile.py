@@ -11,8 +11,11 @@ alignment, pooling, the NER; for HF its pre- and post-processing). The text's ow
 (the backbone tokenizer on each document, no special tokens) are the least any system must
 compute.
 
-Rows: ours on documents with the trained windows (the default), ours with windows W/W (no
-overlap), HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` under bf16 autocast
+Rows: ours on documents with the trained windows (the default), and with windows W/W (no
+overlap), each with one backbone call per batch (spacy-transformers' way), in length buckets
+(``TransformerModel.v1``'s ``bucket_call_cost``, the default), and in length buckets with a
+larger ``max_batch_items`` (``--large-batch-items``: more windows per batch to sort); the
+bucketed rows count the texts whose entities differ from the one-call row's. HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` under bf16 autocast
 (HF's best setting in benchmarks/inference_speed.md) and HF on sentences. Each row is warmed up
 once, then timed ``--repeats`` times; medians are reported.
 
@@ -39,15 +42,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import spacy
 import torch
 from spacy.language import Language
 
+from spacy_ner_project.components.backbone_shim import BackboneShim
+from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import cpu_supports_bf16
 from spacy_ner_project.conll import read_conll
 
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
 from inference_speed import CONLL, build_inputs, hf_tagger, select_documents  # benchmarks/inference_speed.py
-from inference_speed_levers import load, trained_windows  # benchmarks/inference_speed_levers.py
+from inference_speed_levers import Entities, entities, load, trained_windows  # benchmarks/inference_speed_levers.py
 
 OUTPUT = ROOT / "benchmarks" / "inference_profile"
 GOAL_RATIO = 2.0  # issue 13: our default >= 2x HF's best
@@ -88,14 +94,24 @@ def backbone_hooks(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
             handle.remove()
 
 
-def our_backbone(nlp: Language) -> torch.nn.Module:
-    """The HF backbone module inside the pipeline's transformer component."""
+def our_backbone_shim(nlp: Language) -> BackboneShim:
+    """The shim that runs the backbone inside the pipeline's transformer component."""
     for node in nlp.get_pipe("transformer").model.walk():
         for shim in node.shims:
-            module = getattr(shim, "_model", None)
-            if isinstance(module, torch.nn.Module):
-                return getattr(module, "base_model", module)
-    raise SystemExit("No PyTorch backbone found in the pipeline's transformer component.")
+            if isinstance(shim, BackboneShim):
+                return shim
+    raise SystemExit("No backbone shim in the pipeline's transformer component: not a TransformerModel.v1 pipeline?")
+
+
+def our_backbone(nlp: Language) -> torch.nn.Module:
+    """The HF backbone module inside the pipeline's transformer component."""
+    module = our_backbone_shim(nlp)._model
+    return getattr(module, "base_model", module)
+
+
+def trained_batch_items(path: Path) -> int:
+    """The pipeline's own ``max_batch_items`` (its config.cfg)."""
+    return int(spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["max_batch_items"])
 
 
 def profile(run: Callable[[Sequence[str]], Any], backbone: torch.nn.Module, texts: Sequence[str],
@@ -134,6 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hf-chunk-words", type=int, default=100)
     parser.add_argument("--hf-batch-size", type=int, default=8)
+    parser.add_argument("--large-batch-items", type=int, default=4096,
+                        help="the transformer's max_batch_items of the last row of each window setting")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="writes OUTPUT.json and OUTPUT.md")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json, run nothing")
     args = parser.parse_args(argv)
@@ -188,19 +206,38 @@ def main(argv: list[str] | None = None) -> None:
                    repeats=args.repeats))
     del tagger
 
-    def our_run(nlp: Language) -> Callable[[Sequence[str]], None]:
+    found: dict[str, Entities] = {}
+
+    def our_run(nlp: Language, name: str) -> Callable[[Sequence[str]], None]:
         def run(texts: Sequence[str]) -> None:
-            for _ in nlp.pipe(texts):
-                pass
+            found[name] = [entities(doc) for doc in nlp.pipe(texts)]
         return run
 
-    variants: list[tuple[str, int | None]] = [(f"ours, documents, trained windows {windows}, {precision}", None)]
+    window_options: list[int | None] = [None]
     if windows and windows[0] != windows[1]:
-        variants.append((f"ours, documents, no overlap ({windows[0]}/{windows[0]}), {precision}", windows[0]))
-    for name, window in variants:
+        window_options.append(windows[0])
+    for window in window_options:
         nlp = load(args.pipeline, precision, window=window)
-        record(name, "ours", profile(our_run(nlp), our_backbone(nlp), inputs.documents, warmup=warm.documents,
-                                     repeats=args.repeats))
+        shim = our_backbone_shim(nlp)
+        spans = f"trained windows {tuple(windows)}" if window is None else f"no overlap ({window}/{window})"
+        unsplit = None
+        for call_cost, max_batch_items in ((None, None), (DEFAULT_BUCKET_CALL_COST, None),
+                                           (DEFAULT_BUCKET_CALL_COST, args.large_batch_items)):
+            shim.bucket_call_cost = call_cost
+            transformer = nlp.get_pipe("transformer")
+            transformer.cfg["max_batch_items"] = max_batch_items or trained_batch_items(args.pipeline)
+            name = (f"ours, documents, {spans}, {precision}, "
+                    + ("one call per batch" if call_cost is None else f"length buckets (call cost {call_cost})")
+                    + (f", max_batch_items={max_batch_items}" if max_batch_items else ""))
+            row = profile(our_run(nlp, name), our_backbone(nlp), inputs.documents, warmup=warm.documents,
+                          repeats=args.repeats)
+            row.update(no_overlap=window is not None, bucket_call_cost=call_cost,
+                       max_batch_items=transformer.cfg["max_batch_items"])
+            if unsplit is None:
+                unsplit = name
+            else:  # buckets must not change what is found
+                row["texts_differing_from_one_call"] = sum(a != b for a, b in zip(found[name], found[unsplit]))
+            record(name, "ours", row)
     report["summary"] = summarise(report)
     write_json(args.output.with_suffix(".json"), report)
     render(args.output)
@@ -211,13 +248,16 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     rows = report["rows"]
     hf_best = max((r for r in rows if r["system"] == "hf"), key=lambda r: r["words_per_s"])
     ours = [r for r in rows if r["system"] == "ours"]
+    default = next(r for r in ours if not r["no_overlap"] and r["bucket_call_cost"] == DEFAULT_BUCKET_CALL_COST)
+    unsplit = next(r for r in ours if not r["no_overlap"] and r["bucket_call_cost"] is None)
     fastest = max(ours, key=lambda r: r["words_per_s"])
     words, pieces = report["input"]["words"], report["input"]["text_word_pieces"]
     per_position = min(r["backbone_us_per_position"] for r in rows) / 1e6  # the cheapest seen, either system
     bound = words / (pieces * per_position)
     return {
         "hf_best": hf_best["name"], "hf_best_words_per_s": hf_best["words_per_s"],
-        "ours_default_ratio": round(ours[0]["words_per_s"] / hf_best["words_per_s"], 2),
+        "ours_default": default["name"], "ours_default_ratio": round(default["words_per_s"] / hf_best["words_per_s"], 2),
+        "buckets_speedup": round(default["words_per_s"] / unsplit["words_per_s"], 2),
         "ours_fastest": fastest["name"], "ours_fastest_ratio": round(fastest["words_per_s"] / hf_best["words_per_s"], 2),
         "bound_words_per_s": round(bound, 1), "bound_ratio": round(bound / hf_best["words_per_s"], 2),
         "goal_ratio": GOAL_RATIO, "goal_reachable": bound / hf_best["words_per_s"] >= GOAL_RATIO,
@@ -244,21 +284,24 @@ def render(output: Path) -> None:
         "of the wall time. Positions = batch x padded length of every backbone call.",
         "",
         "| Row | words/s | wall s | backbone s | other s | backbone share | positions | real | padding | "
-        "positions / text pieces | backbone µs / position |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "positions / text pieces | backbone µs / position | texts differing |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {r['name']} | {r['words_per_s']:,.0f} | {r['wall_s']:.2f} | {r['backbone_s']:.2f} | {r['other_s']:.2f} | "
             f"{100 * r['backbone_s'] / r['wall_s']:.0f}% | {r['positions']:,} | {r['real_positions']:,} | "
             f"{100 * (1 - r['real_positions'] / r['positions']):.0f}% | {r['positions'] / inp['text_word_pieces']:.2f} | "
-            f"{r['backbone_us_per_position']:.1f} |"
+            f"{r['backbone_us_per_position']:.1f} | {r.get('texts_differing_from_one_call', '–')} |"
         )
     verdict = "reachable" if s["goal_reachable"] else "**not reachable** with this backbone"
     lines += [
         "",
-        f"HF's best here: {s['hf_best']}, {s['hf_best_words_per_s']:,.0f} words/s. Ours: default "
-        f"{s['ours_default_ratio']}x, fastest ({s['ours_fastest']}) {s['ours_fastest_ratio']}x.",
+        f"HF's best here: {s['hf_best']}, {s['hf_best_words_per_s']:,.0f} words/s. Ours: the default "
+        f"({s['ours_default']}) {s['ours_default_ratio']}x, fastest ({s['ours_fastest']}) "
+        f"{s['ours_fastest_ratio']}x. Length buckets against one call per batch (trained windows): "
+        f"{s['buckets_speedup']}x. *Texts differing*: documents whose entities differ from the same "
+        "windows' one-call row (buckets change rounding only).",
         "",
         f"**Bound**: at the cheapest backbone cost per position of any row above, computing only the text's own word pieces "
         f"and spending nothing outside the backbone, ours would run at {s['bound_words_per_s']:,.0f} words/s, "

@@ -38,7 +38,7 @@ def transformer_model_v1(
     spacy-transformers' CUDA float16 setting. ``layer_lr_decay`` < 1 scales the backbone's
     learning rate down layer by layer from the top (see
     :mod:`spacy_ner_project.components.backbone_shim`, which also makes the optimizer's
-    parameter averages reach the backbone). At inference a padded batch of windows runs in
+    parameter averages reach the backbone). At inference on the CPU a padded batch of windows runs in
     length buckets that pad less, split where the padding saved outweighs ``bucket_call_cost``
     positions per extra call (``None``: one call per batch, as spacy-transformers does; see
     :mod:`spacy_ner_project.components.length_buckets`).

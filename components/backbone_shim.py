@@ -11,8 +11,9 @@ layer-wise learning-rate decay.
   ``decay ** (L - i)`` times the optimizer's rate, the embeddings at ``decay ** (L + 1)``;
   parameters outside the layer stack (e.g. a pooler) at the full rate. The layers on top
   (NER, hash embeddings) are thinc's and keep the full rate.
-* Inference in length buckets (``bucket_call_cost`` not None): a padded batch of windows runs
-  in buckets that pad less (:mod:`spacy_ner_project.components.length_buckets`).
+* Inference on the CPU in length buckets (``bucket_call_cost`` not None): a padded batch of
+  windows runs in buckets that pad less (:mod:`spacy_ner_project.components.length_buckets`);
+  on a GPU, where padding costs little, one call per batch as before.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class BackboneShim(HFShim):
     _lr_scales: Optional[Dict[str, float]] = None
 
     def predict(self, inputs: ArgsKwargs) -> Any:
-        if self.bucket_call_cost is None:
+        if self.bucket_call_cost is None or self.device.type != "cpu":  # on a GPU padding costs little
             return super().predict(inputs)
         return predict_in_buckets(super().predict, inputs, call_cost=self.bucket_call_cost)
 
