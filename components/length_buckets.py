@@ -19,9 +19,11 @@ from thinc.types import ArgsKwargs
 
 from spacy_ner_project.buckets import length_buckets
 
-# what one more backbone call costs beyond its positions, in positions (a few ms of fixed
-# work per call on a CPU; benchmarks/inference_speed.md measures the lever)
-DEFAULT_BUCKET_CALL_COST = 64
+# what one more backbone call costs beyond its positions, in positions: small calls use the
+# CPU's matrix units poorly. On the Intel/AMX host 64 split too often (slower than one call per
+# batch), 1024 too rarely; 256 with max_batch_items 4096 was the fastest
+# (benchmarks/inference_profile.md)
+DEFAULT_BUCKET_CALL_COST = 256
 # the outputs that can be put back together; anything else (e.g. attentions) runs unsplit
 _MERGEABLE = {"last_hidden_state", "pooler_output", "hidden_states"}
 
