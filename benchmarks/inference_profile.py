@@ -47,14 +47,15 @@ import spacy
 import torch
 from spacy.language import Language
 
-from spacy_ner_project.components.backbone_shim import BackboneShim
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import cpu_supports_bf16
 from spacy_ner_project.conll import read_conll
 
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
 from inference_speed import CONLL, build_inputs, hf_tagger, select_documents  # benchmarks/inference_speed.py
-from inference_speed_levers import Entities, entities, load, trained_windows  # benchmarks/inference_speed_levers.py
+from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
+    Entities, backbone_shim, config_batch_items, entities, load, trained_windows,
+)
 
 OUTPUT = ROOT / "benchmarks" / "inference_profile"
 GOAL_RATIO = 2.0  # issue 13: our default >= 2x HF's best
@@ -95,24 +96,10 @@ def backbone_hooks(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
             handle.remove()
 
 
-def our_backbone_shim(nlp: Language) -> BackboneShim:
-    """The shim that runs the backbone inside the pipeline's transformer component."""
-    for node in nlp.get_pipe("transformer").model.walk():
-        for shim in node.shims:
-            if isinstance(shim, BackboneShim):
-                return shim
-    raise SystemExit("No backbone shim in the pipeline's transformer component: not a TransformerModel.v1 pipeline?")
-
-
 def our_backbone(nlp: Language) -> torch.nn.Module:
     """The HF backbone module inside the pipeline's transformer component."""
-    module = our_backbone_shim(nlp)._model
+    module = backbone_shim(nlp)._model
     return getattr(module, "base_model", module)
-
-
-def config_batch_items() -> int:
-    """``max_batch_items`` of configs/ner_trf.cfg: what a pipeline trained now runs with."""
-    return int(spacy.util.load_config(ROOT / "configs" / "ner_trf.cfg")["components"]["transformer"]["max_batch_items"])
 
 
 def trained_batch_items(path: Path) -> int:
@@ -224,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     report.update(pipeline_batch_items=trained_batch_items(args.pipeline), config_batch_items=config_batch_items())
     for window in window_options:
         nlp = load(args.pipeline, precision, window=window)
-        shim = our_backbone_shim(nlp)
+        shim = backbone_shim(nlp)
         transformer = nlp.get_pipe("transformer")
         spans = f"trained windows {tuple(windows)}" if window is None else f"no overlap ({window}/{window})"
         first = None

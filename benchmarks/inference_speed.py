@@ -16,7 +16,8 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   (W = the pipeline's trained window; the trained W/stride windows compute about a third more
   word pieces than the text has); documents sorted longest first (order restored; spacy-transformers
   already sorts inside each ``nlp.pipe`` batch) and ``nlp.pipe`` batch_size 16 and 256; the
-  transformer's ``max_batch_items``; ``torch.set_num_threads``;
+  transformer's ``max_batch_items``; one backbone call per batch instead of length buckets
+  (``bucket_call_cost``, components/length_buckets.py) and other call costs; ``torch.set_num_threads``;
   ``torch.inference_mode``. The levers that do not change outputs and made documents at least
   3% faster are combined, then run with each precision: float32, bfloat16 autocast
   (``cpu_mixed_precision``), dynamic int8 (``spacy_ner_project.quantize_transformer.v1``) with
@@ -507,8 +508,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Our default: sentence strings, nlp.pipe batch_size={default['batch_size']}, max_batch_items="
-        f"{default['max_batch_items']}, {default['threads']} threads, no inference_mode, float32, the trained "
-        "windows. Every other row names the levers it changes. 'entities vs reference': the row's entities "
+        f"{default['max_batch_items']}, length buckets (call cost {default.get('bucket_call_cost')}), "
+        f"{default['threads']} threads, no inference_mode, float32, the trained windows. Every other row names the levers it changes. 'entities vs reference': the row's entities "
         "against the first row that ran the same pipeline variant (precision, windows) on the same inputs "
         "(levers that cannot change outputs should give 'same'). bf16 rows load the pipeline with "
         "`cpu_mixed_precision = true` (components/precision.py); int8 rows quantise the backbone with "

@@ -20,6 +20,11 @@ import torch
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from spacy_ner_project.components.backbone_shim import BackboneShim
+from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
+
+from common import ROOT  # benchmarks/common.py
+
 PRECISIONS = ("float32", "bf16", "int8", "int8+bf16")
 BF16_PRECISIONS = ("bf16", "int8+bf16")  # cpu_mixed_precision = true
 INT8_PRECISIONS = ("int8", "int8+bf16")  # spacy_ner_project.quantize_transformer.v1
@@ -28,6 +33,20 @@ QUANTIZE = {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_tra
 MIN_GAIN = 0.03  # a lever "wins" when its row is at least 3% faster than the row it changes
 # per text: (start_char, end_char, label) of each entity
 Entities = list[tuple[tuple[int, int, str], ...]]
+
+
+def config_batch_items() -> int:
+    """``max_batch_items`` of configs/ner_trf.cfg: what a pipeline trained now runs with."""
+    return int(spacy.util.load_config(ROOT / "configs" / "ner_trf.cfg")["components"]["transformer"]["max_batch_items"])
+
+
+def backbone_shim(nlp: Language) -> BackboneShim:
+    """The shim that runs the backbone inside the pipeline's transformer component."""
+    for node in nlp.get_pipe("transformer").model.walk():
+        for shim in node.shims:
+            if isinstance(shim, BackboneShim):
+                return shim
+    raise SystemExit("No backbone shim in the pipeline's transformer component: not a TransformerModel.v1 pipeline?")
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,8 @@ class Setting:
     no_overlap: bool = False  # strided windows W/W instead of the trained W/stride
     sort_by_length: bool = False  # texts longest first into nlp.pipe, order restored after
     batch_size: int = 64  # nlp.pipe
-    max_batch_items: int = 512  # the transformer's, configs/ner_trf.cfg
+    max_batch_items: int = config_batch_items()  # the transformer's, configs/ner_trf.cfg
+    bucket_call_cost: int | None = DEFAULT_BUCKET_CALL_COST  # None: one backbone call per batch
     threads: int = 2
     inference_mode: bool = False
 
@@ -60,6 +80,8 @@ def describe(changes: dict[str, Any], *, window: int | None) -> str:
             parts.append(str(value))
         elif name == "no_overlap":
             parts.append(f"no overlap ({window}/{window})" if value else "trained windows")
+        elif name == "bucket_call_cost":
+            parts.append("one call per batch" if value is None else f"length buckets (call cost {value})")
         elif name in ("sort_by_length", "inference_mode"):
             parts.append(("sorted" if name == "sort_by_length" else name) if value else f"no {name}")
         else:
@@ -99,10 +121,12 @@ def longest_first(texts: Sequence[str]) -> list[int]:
 def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], Entities]:
     """``run(texts)``: ``nlp.pipe`` under ``setting``; the entities of each text, in input order."""
     transformer = nlp.get_pipe("transformer")
+    shim = backbone_shim(nlp)
 
     def run(texts: Sequence[str]) -> Entities:
         torch.set_num_threads(setting.threads)
         transformer.cfg["max_batch_items"] = setting.max_batch_items
+        shim.bucket_call_cost = setting.bucket_call_cost
         order = longest_first(texts) if setting.sort_by_length else list(range(len(texts)))
         mode = torch.inference_mode() if setting.inference_mode else contextlib.nullcontext()
         with mode:
@@ -147,8 +171,12 @@ def lever_rows(default: Setting, *, windows: bool) -> list[Setting]:
         {"sort_by_length": True, "batch_size": 16},
         {"batch_size": 256},
         {"sort_by_length": True, "batch_size": 256},
+        {"max_batch_items": 512},
         {"max_batch_items": 1024},
-        {"max_batch_items": 4096},
+        {"bucket_call_cost": None},  # spacy-transformers' one call per batch
+        {"bucket_call_cost": None, "max_batch_items": 512},  # and the configs' value before buckets
+        {"bucket_call_cost": 64},
+        {"bucket_call_cost": 1024},
         {"threads": 1},
         {"inference_mode": True},
     ]
