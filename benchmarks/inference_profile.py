@@ -20,11 +20,13 @@ of its windows. HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` un
 (HF's best setting in benchmarks/inference_speed.md) and HF on sentences. Each row is warmed up
 once, then timed ``--repeats`` times; medians are reported.
 
-The bound: were everything but the backbone free and did our backbone compute only the text's
+The bounds: were everything but the backbone free and did our backbone compute only the text's
 word pieces (no overlap, no padding, no special tokens) at the cheapest per-position cost any
-row shows (the conservative choice: the most generous bound), our words/s would be ``words / (text word pieces x backbone seconds per position)``. Its ratio
-to HF's best row is the most a faster pipeline around this backbone can reach; issue 13's goal
-of 2x HF's best is compared with it. Usage::
+row shows (the conservative choice: the most generous bound), our words/s would be
+``words / (text word pieces x backbone seconds per position)``. Its ratio to HF's best row is the
+most a faster pipeline around this backbone can reach; issue 13's goal of 2x HF's best is
+compared with it. The second bound also keeps our least measured time outside the backbone.
+Usage::
 
     python benchmarks/inference_profile.py --pipeline training/benchmarks/RUN/model-best \\
         [--text ../shared/conll2003/test.txt] [--max-words 12000] [--repeats 3]
@@ -248,12 +250,16 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     words, pieces = report["input"]["words"], report["input"]["text_word_pieces"]
     per_position = min(r["backbone_us_per_position"] for r in rows) / 1e6  # the cheapest seen, either system
     bound = words / (pieces * per_position)
+    # the same with our least time outside the backbone (spaCy tokenizer, word pieces, alignment, NER) kept
+    bound_with_other = words / (pieces * per_position + min(r["other_s"] for r in ours))
     return {
         "hf_best": hf_best["name"], "hf_best_words_per_s": hf_best["words_per_s"],
         "ours_default": default["name"], "ours_default_ratio": round(default["words_per_s"] / hf_best["words_per_s"], 2),
         "before": before["name"], "speedup_over_before": round(default["words_per_s"] / before["words_per_s"], 2),
         "ours_fastest": fastest["name"], "ours_fastest_ratio": round(fastest["words_per_s"] / hf_best["words_per_s"], 2),
         "bound_words_per_s": round(bound, 1), "bound_ratio": round(bound / hf_best["words_per_s"], 2),
+        "bound_with_other_words_per_s": round(bound_with_other, 1),
+        "bound_with_other_ratio": round(bound_with_other / hf_best["words_per_s"], 2),
         "goal_ratio": GOAL_RATIO, "goal_reachable": bound / hf_best["words_per_s"] >= GOAL_RATIO,
     }
 
@@ -301,7 +307,11 @@ def render(output: Path) -> None:
         "",
         f"**Bound**: at the cheapest backbone cost per position of any row above, computing only the text's own word pieces "
         f"and spending nothing outside the backbone, ours would run at {s['bound_words_per_s']:,.0f} words/s, "
-        f"{s['bound_ratio']}x HF's best. Issue 13's goal of {s['goal_ratio']:g}x is {verdict}.",
+        f"{s['bound_ratio']}x HF's best. Issue 13's goal of {s['goal_ratio']:g}x is {verdict}. Keeping our least "
+        f"time outside the backbone (spaCy tokenizer, word pieces, alignment, the NER: the smallest *other s* "
+        f"above), the same bound is {s['bound_with_other_words_per_s']:,.0f} words/s, "
+        f"{s['bound_with_other_ratio']}x HF's best. The host's run-to-run spread is about ±15%: compare rows "
+        "of one run; backbone seconds and positions are the steadier figures.",
     ]
     write_markdown(output.with_suffix(".md"), "\n".join(lines))
 
