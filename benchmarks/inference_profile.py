@@ -41,7 +41,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,9 @@ from spacy.language import Language
 
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import cpu_supports_bf16
-from spacy_ner_project.conll import read_conll
 
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
-from inference_speed import CONLL, build_inputs, hf_tagger, select_documents  # benchmarks/inference_speed.py
+from inference_speed import CONLL, hf_tagger, read_inputs  # benchmarks/inference_speed.py
 from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     Entities, backbone_shim, config_batch_items, entities, load, trained_windows,
 )
@@ -163,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     bf16 = cpu_supports_bf16()
     precision = "bf16" if bf16 else "float32"
     windows = trained_windows(args.pipeline)
-    documents = select_documents(read_conll(args.text).documents, args.max_words)
-    inputs = build_inputs(documents, chunk_size=args.hf_chunk_words)
-    warm = build_inputs(documents[:2], chunk_size=args.hf_chunk_words)
+    documents, inputs, warm = read_inputs(args.text, max_words=args.max_words, chunk_words=args.hf_chunk_words)
     tagger = hf_tagger()
     report: dict[str, Any] = {
         "argv": argv,

@@ -146,6 +146,13 @@ def build_inputs(documents: Sequence[ConllDocument], *, chunk_size: int) -> Inpu
     )
 
 
+def read_inputs(text: Path, *, max_words: int, chunk_words: int) -> tuple[list[ConllDocument], Inputs, Inputs]:
+    """The documents of ``text`` up to ``max_words``, their inputs in every unit, and the warm-up
+    inputs (the first two documents)."""
+    documents = select_documents(read_conll(text).documents, max_words)
+    return documents, build_inputs(documents, chunk_size=chunk_words), build_inputs(documents[:2], chunk_size=chunk_words)
+
+
 def time_words_per_second(run: Callable[[Sequence[str]], Any], texts: Sequence[str], words: int,
                           *, warmup: Sequence[str], repeats: int) -> tuple[dict[str, Any], Any]:
     """Median words/s of ``run(texts)`` over ``repeats`` timed runs after one warm-up; and what
@@ -244,9 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     windows = trained_windows(pipeline_path)
     # the no-overlap lever: only where the trained windows overlap
     window = windows[0] if windows and windows[0] != windows[1] else None
-    documents = select_documents(read_conll(args.text).documents, args.max_words)
-    inputs = build_inputs(documents, chunk_size=args.hf_chunk_words)
-    warm = build_inputs(documents[:2], chunk_size=args.hf_chunk_words)
+    documents, inputs, warm = read_inputs(args.text, max_words=args.max_words, chunk_words=args.hf_chunk_words)
     bf16 = cpu_supports_bf16()
     tagger = hf_tagger()
     report: dict[str, Any] = {
