@@ -513,7 +513,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"Our default: sentence strings, nlp.pipe batch_size={default['batch_size']}, max_batch_items="
-        f"{default['max_batch_items']}, length buckets (call cost {default.get('bucket_call_cost')}), "
+        f"{default['max_batch_items']}, "
+        + ("one backbone call per batch" if default.get("bucket_call_cost") is None
+           else f"length buckets (call cost {default['bucket_call_cost']})") + ", "
         f"{default['threads']} threads, no inference_mode, float32, the trained windows. Every other row names the levers it changes. 'entities vs reference': the row's entities "
         "against the first row that ran the same pipeline variant (precision, windows) on the same inputs "
         "(levers that cannot change outputs should give 'same'). bf16 rows load the pipeline with "

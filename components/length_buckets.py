@@ -1,7 +1,7 @@
 """Inference on a padded batch of windows in length buckets (less padding, same outputs).
 
 spacy-transformers pads every window of a batch to the batch's longest; the last window of
-each document is usually short, so 15-30% of the positions the backbone computes are padding
+each document is usually short, so 16-32% of the positions the backbone computed were padding
 (benchmarks/inference_profile.md). :func:`predict_in_buckets` runs the backbone once per
 bucket of :func:`spacy_ner_project.buckets.length_buckets`, each bucket trimmed to its own
 longest row, and puts the outputs back in the batch's rows and padded width (zeros past each
@@ -20,9 +20,10 @@ from thinc.types import ArgsKwargs
 from spacy_ner_project.buckets import length_buckets
 
 # what one more backbone call costs beyond its positions, in positions: small calls use the
-# CPU's matrix units poorly. On the Intel/AMX host 64 split too often (slower than one call per
-# batch), 1024 too rarely; 256 with max_batch_items 4096 was the fastest
-# (benchmarks/inference_profile.md)
+# CPU's matrix units poorly. In ad-hoc runs on the Intel/AMX host 64 split too often (slower than
+# one call per batch), 1024 too rarely, 256 with max_batch_items 4096 was the fastest;
+# benchmarks/inference_profile.md measures 256 against one call per batch, and
+# benchmarks/inference_speed.py has rows for 64 and 1024 (not rerun since)
 DEFAULT_BUCKET_CALL_COST = 256
 # the outputs that can be put back together; anything else (e.g. attentions) runs unsplit
 _MERGEABLE = {"last_hidden_state", "pooler_output", "hidden_states"}

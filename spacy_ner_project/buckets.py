@@ -41,7 +41,3 @@ def length_buckets(lengths: Sequence[int], *, call_cost: int) -> List[List[int]]
         j = cut[j]
     return buckets
 
-
-def padded_cost(lengths: Sequence[int], buckets: Sequence[Sequence[int]], *, call_cost: int) -> int:
-    """Positions computed by ``buckets`` (each padded to its longest row) plus ``call_cost`` each."""
-    return sum(len(rows) * max(lengths[i] for i in rows) + call_cost for rows in buckets)

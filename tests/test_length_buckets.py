@@ -13,10 +13,15 @@ from hypothesis import strategies as st
 from thinc.types import ArgsKwargs
 from transformers import BertConfig, BertModel
 
-from spacy_ner_project.buckets import length_buckets, padded_cost
+from spacy_ner_project.buckets import length_buckets
 from spacy_ner_project.components.length_buckets import predict_in_buckets
 
 lengths_strategy = st.lists(st.integers(min_value=1, max_value=300), max_size=9)
+
+
+def padded_cost(lengths: List[int], buckets: List[List[int]], *, call_cost: int) -> int:
+    """Positions computed by ``buckets`` (each padded to its longest row) plus ``call_cost`` each."""
+    return sum(len(rows) * max(lengths[i] for i in rows) + call_cost for rows in buckets)
 
 
 def brute_force_cost(lengths: List[int], call_cost: int) -> int:
