@@ -24,10 +24,18 @@ def check_not_same_file(input_path: Path, output_path: Path) -> None:
         )
 
 
+def _current_umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(data: bytes, output: Path) -> None:
     """Write ``data`` to ``output`` via a temporary file in the same folder and a rename.
 
-    A directory in the way, a read-only or full file system, missing permissions: a
+    The file gets the mode a plain ``open(output, "wb")`` would give (0666 less the user's
+    umask), not the 0600 of the temporary file. A directory in the way, a read-only or full file system, missing permissions: a
     :class:`UserError` naming ``output``; nothing is left behind."""
     output = Path(output)
     check_output_file(output)
@@ -38,6 +46,7 @@ def write_atomic(data: bytes, output: Path) -> None:
         raise UserError(os_error_message(err, path=output, action="write")) from None
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_current_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
