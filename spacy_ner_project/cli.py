@@ -55,6 +55,10 @@ class CommandSpec:
 
 
 COMMANDS: Dict[str, CommandSpec] = {
+    "check-data": CommandSpec(
+        "spacy_ner_project.commands.check_data:check_data_cli",
+        "Check that a data folder holds every split file (train.txt, dev.txt, test.txt), naming each missing one.",
+    ),
     "convert": CommandSpec(
         "spacy_ner_project.commands.convert:convert_cli",
         "Convert a CoNLL-2003 style NER file to a spaCy DocBin and print its counts.",
@@ -83,6 +87,10 @@ COMMANDS: Dict[str, CommandSpec] = {
         "spacy_ner_project.commands.serve_llm:serve_llm_cli",
         "Start llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, run the command after `--` with {base_url} substituted, and stop the server.",
         extra_args=True,
+    ),
+    "package": CommandSpec(
+        "spacy_ner_project.commands.package:package_cli",
+        "Package a trained pipeline as a wheel, with the plugin's wheel beside it for an offline install.",
     ),
     "visualize": CommandSpec(
         "spacy_ner_project.commands.visualize:visualize_cli",

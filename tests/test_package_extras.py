@@ -123,7 +123,7 @@ def test_modules_a_trained_pipeline_imports_come_with_the_base_requirements() ->
 def test_all_extra_is_the_workflow_extras() -> None:
     (all_req,) = extras()["all"]
     assert canonicalize_name(all_req.name) == "spacy-ner-project"
-    assert all_req.extras == {"llm", "report", "train"}
+    assert all_req.extras == {"llm", "report", "train", "parquet"}
 
 
 def test_every_mapped_module_names_an_existing_extra() -> None:

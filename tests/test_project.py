@@ -167,6 +167,11 @@ def test_all_workflow_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert not missing, f"the all workflow did not write {missing}"
     wheels = [path for path in outputs if path.suffix == ".whl"]
     assert len(wheels) == 1 and wheels[0].stat().st_size > 0
+    # the plugin's wheel beside the pipeline's (pip install --find-links), meta and LICENSE filled in
+    assert list(wheels[0].parent.glob("spacy_ner_project-*.whl"))
+    package_meta = json.loads((wheels[0].parents[1] / "meta.json").read_text())
+    assert package_meta["license"] == "MIT" and package_meta["author"]
+    assert (wheels[0].parents[1] / "LICENSE").is_file()
     for split in ("dev", "test"):
         metrics = json.loads((project / "metrics" / "ner_trf" / split / "metrics.json").read_text())
         assert metrics["n_docs"] == 2 and "ents_f" in metrics["pipelines"]["ner_trf"]
@@ -174,6 +179,21 @@ def test_all_workflow_on_a_tiny_corpus(tmp_path: Path) -> None:
     first_entity_word = next(line.split()[0] for line in (data / "test.txt").read_text().splitlines()
                              if line.endswith(("-PER", "-ORG", "-LOC", "-MISC")))
     assert "Predictions of" in html and first_entity_word in html  # gold is shown beside the predictions
+
+
+@pytest.mark.parametrize("workflow", ["all", "llm", "llm-local"])
+def test_a_missing_data_folder_stops_the_workflow_at_its_first_step(tmp_path: Path, workflow: str) -> None:
+    project = project_copy(tmp_path / "project")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dev.txt").write_text("EU B-ORG\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", workflow, ".", "--vars.data_dir", str(data)],
+                            cwd=project, capture_output=True, text=True)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "train.txt (missing)" in output and "test.txt (missing)" in output and "dev.txt" in output
+    assert "Running command" in output and output.count("Running command") == 1  # convert never ran
+    assert not (project / "corpus").exists() or not any((project / "corpus").rglob("*.spacy"))
 
 
 def test_demo_workflow_with_few_steps(tmp_path: Path) -> None:

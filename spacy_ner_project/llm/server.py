@@ -224,12 +224,12 @@ class LocalLLMServer:
         return f"http://{HOST}:{self.port}/v1"
 
     def start(self) -> "LocalLLMServer":
+        gguf = resolve_model(self.settings.model)  # the user's argument first: a typo is named with or without the extra
         if tuple(self.settings.launcher) == SERVER_LAUNCHER:
             try:
                 import llama_cpp.server  # noqa: F401  (fails early with the install hint)
             except ImportError as err:
                 raise LocalServerError(f"llama-cpp-python's server is not installed ({err}): {INSTALL_HINT}") from None
-        gguf = resolve_model(self.settings.model)
         self._workdir = workdir = Path(tempfile.mkdtemp(prefix="spacy-ner-llm-server-"))
         self.port = self.settings.port or free_port()
         self.log_path = self.settings.log_path or workdir / "server.log"

@@ -15,6 +15,7 @@ from spacy_ner_project.docbin import check_docbin
 from spacy_ner_project.errors import UserError, one_line
 
 TRANSFORMER_NAME = "components.transformer.model.name"
+TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +32,12 @@ def check_training_paths(config_path: Path, output_path: Path, *, train: Path, d
         raise UserError(f"{output_path} is a file; give a folder for model-best and model-last")
 
 
+def _learn_rate(config: Any) -> Dict[str, Any]:
+    """The config's learn-rate schedule block ({} when the rate is a number)."""
+    rate = config.get("training", {}).get("optimizer", {}).get("learn_rate")
+    return rate if isinstance(rate, dict) else {}
+
+
 def training_overrides(
     config_path: Path,
     *,
@@ -40,7 +47,9 @@ def training_overrides(
     max_steps: Optional[int] = None,
     eval_frequency: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Config overrides for one training run (the backbone only where there is one)."""
+    """Config overrides for one training run (the backbone only where there is one;
+    ``max_steps`` also ends the learning-rate schedule where the config has one with
+    ``total_steps``)."""
     from spacy.util import load_config
 
     try:
@@ -56,6 +65,8 @@ def training_overrides(
             overrides[TRANSFORMER_NAME] = backbone
     if max_steps is not None:
         overrides["training.max_steps"] = max_steps
+        if "total_steps" in _learn_rate(config):  # the schedule ends where training does (configs/ner_trf.cfg)
+            overrides[TOTAL_STEPS] = max_steps
     if eval_frequency is not None:
         overrides["training.eval_frequency"] = eval_frequency
     return overrides
