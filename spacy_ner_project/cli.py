@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from spacy_ner_project.errors import UserError, error_line
 from spacy_ner_project.extras import missing_extra_error
@@ -47,7 +47,11 @@ class CommandSpec:
         function = getattr(importlib.import_module(module_name), function_name)
         single = typer.Typer(add_completion=False)
         single.command(name, short_help=self.help, context_settings=self.context_settings)(function)
-        return typer.main.get_command(single)
+        command = typer.main.get_command(single)
+        for param in command.params:  # one usage style: arguments in capitals (PIPELINE INPUT OUTPUT)
+            if isinstance(param, TyperArgument) and not param.metavar and param.name:
+                param.metavar = param.name.upper()
+        return command
 
     def placeholder(self, name: str) -> click.Command:
         """A command that only names itself and its help (the command list); never run."""

@@ -31,6 +31,22 @@ def test_every_command_loads_and_its_short_help_starts_its_docstring(name: str) 
     assert bool(command.context_settings.get("allow_extra_args")) == spec.extra_args
 
 
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_usage_lines_name_arguments_in_one_style(name: str) -> None:
+    """Arguments in capitals on every usage line (PIPELINE INPUT OUTPUT), never a mix of cases."""
+    import re
+
+    usage = COMMANDS[name].load(name).get_usage(click_context(name))
+    arguments = re.findall(r"[{\[]([^{}\[\]]+)[}\]]", usage.split("[OPTIONS]", 1)[-1])
+    arguments = [argument for argument in arguments if not argument.startswith("-")]  # [--section.key VALUE ...]: config overrides
+    assert all(argument == argument.upper() for argument in arguments), usage
+
+
+def click_context(name: str):
+    command = COMMANDS[name].load(name)
+    return command.make_context(name, [], resilient_parsing=True)
+
+
 def test_the_command_list_names_every_command() -> None:
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
