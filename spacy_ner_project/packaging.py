@@ -21,8 +21,6 @@ from importlib.metadata import PackageNotFoundError, metadata
 from pathlib import Path
 from typing import Dict, Optional
 
-import srsly
-
 from spacy_ner_project.errors import UserError, one_line
 
 DISTRIBUTION = "spacy-ner-project"
@@ -63,6 +61,8 @@ def stage_pipeline(pipeline: Path, staging: Path, *, license_file: Optional[Path
     """Copy ``pipeline`` to ``staging`` with the plugin's meta filled in where the pipeline's
     own ``meta.json`` leaves a field empty, and ``license_file`` as LICENSE (unless the
     pipeline has one); returns the staged folder."""
+    import srsly  # here, not at the top: `package --help` loads no numpy
+
     meta_path = pipeline / "meta.json"
     if not meta_path.is_file():
         raise UserError(f"{pipeline} has no meta.json; give a trained pipeline folder such as training/ner_trf/model-best")
@@ -108,6 +108,7 @@ def build_packages(
     """``spacy package PIPELINE OUTPUT_DIR --build wheel`` on a staged copy (meta and LICENSE
     as in the module doc), then the plugin's wheel from ``plugin_source`` into the same
     ``dist`` folder (none without a source)."""
+    import srsly
     from spacy.cli.package import package
 
     license_file = plugin_source / LICENSE_FILE if plugin_source is not None else None

@@ -126,6 +126,8 @@ HELP_SHOWS = {
     "visualize": "--limit",
     "serve-llm": "--n-ctx",
     "annotate": "--llm-capacity",
+    "check-data": "--file",
+    "package": "--plugin-source",
 }
 
 
