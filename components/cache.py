@@ -61,7 +61,7 @@ class ResponseCacheError(ValueError):
 
 
 _COLUMNS = {"key", "model_id", "prompt", "response", "created"}
-_ELSEWHERE = "point paths.llm_cache (or --cache) elsewhere"
+_ELSEWHERE = "point paths.llm_cache elsewhere"
 
 
 class ResponseCache:

@@ -21,3 +21,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+
+def _drop_permission_override() -> None:
+    """In the child, before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+    bounding set, so root, too, is stopped by mode bits (prctl PR_CAPBSET_DROP)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def run_unprivileged(args: list, *, cwd: str) -> "subprocess.CompletedProcess[str]":
+    """Run ``args`` so that mode bits bind it: as is for an ordinary user; for root, without the
+    capabilities that override them. A test of a read-only folder can then fail under both."""
+    import os
+    import subprocess
+
+    preexec = _drop_permission_override if os.geteuid() == 0 else None
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, preexec_fn=preexec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -357,14 +358,29 @@ def test_a_folder_that_cannot_be_created_is_refused_naming_the_path(tmp_path: Pa
 
 
 def test_a_folder_that_is_not_writable_is_refused_naming_the_path(tmp_path: Path) -> None:
+    """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
+    import sys
+
+    from conftest import run_unprivileged
+
     folder = tmp_path / "read-only"
     folder.mkdir()
     folder.chmod(0o555)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from spacy_ner_project.components.cache import ResponseCache, ResponseCacheError\n"
+        "try:\n"
+        f"    ResponseCache(Path({str(folder / 'cache.sqlite')!r}))\n"
+        "except ResponseCacheError as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+    )
     try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("this user can write to a mode 555 folder (root)")
-        with pytest.raises(ResponseCacheError, match=r"read-only/cache\.sqlite.*not writable"):
-            ResponseCache(folder / "cache.sqlite")
+        result = run_unprivileged([sys.executable, "-c", code], cwd=str(tmp_path))
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert re.search(r"read-only/cache\.sqlite.*not writable", result.stdout), result.stdout
+        assert list(folder.iterdir()) == []
     finally:
         folder.chmod(0o755)
 

@@ -5,17 +5,24 @@ defaults from that object's dataclass fields or DEFAULT_* class constants; here 
 is compared through ``inspect.signature``. Configs (configs/*.cfg and the README's ``ini``
 blocks) may leave a default out or restate it, but never restate it differently unless the
 difference is a deliberate setting listed in ``DELIBERATE`` with its reason.
+
+The LLM model's settings have one home, ModelDefaults (components/model_settings.py): a config
+or project.yml that repeats one of its defaults (or, in project.yml, a value the LLM config
+already sets) says why in a ``#`` comment on that line or the line above.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import re
+import shlex
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import pytest
+import srsly
 from confection import Config
 from spacy.language import Language
 from spacy.util import registry
@@ -28,6 +35,8 @@ from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
 from spacy_ner_project.components.llm.task import JsonNERTask
 from spacy_ner_project.components.models import (
     CachedModel,
+    ModelDefaults,
+    ModelSettings,
     OpenAICompatibleModel,
     cached_model_v1,
     openai_compatible_v1,
@@ -39,14 +48,12 @@ from spacy_ner_project.scoring.spans import score_fuzzy_ents
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.cfg"))
+PROJECT = ROOT / "project.yml"
 EMPTY = inspect.Parameter.empty
+OPENAI_COMPATIBLE = "spacy_ner_project.OpenAICompatible.v1"
 
 # (where, block, key) -> why this config sets a value other than the function's default
 DELIBERATE: Dict[Tuple[str, str, str], str] = {
-    ("llm_ner.cfg", "components.llm.model", "timeout"): "a local CPU server needs minutes per answer",
-    ("llm_ner.cfg", "components.llm.model", "max_retries"): "a local server that timed out once times out again",
-    ("llm_ner.cfg", "components.llm.model", "max_retry_wait"): "local servers ask for longer waits",
-    ("llm_ner.cfg", "components.llm.model", "concurrency"): "a one-slot local server (Ollama, llama.cpp)",
     ("llm_ner.cfg", "components.llm.model", "context_length"): "Ollama's default context is 2048",
     ("llm_ner.cfg", "components.llm.model.structured_output", "style"): "the default server is Ollama",
     ("llm_ner.cfg", "components.llm.task", "labels"): "CoNLL-2003's labels",
@@ -94,14 +101,27 @@ def test_json_ner_task_defaults_are_align_options_and_task_constants() -> None:
     assert task["shard_overlap"] == JsonNERTask.DEFAULT_SHARD_OVERLAP
 
 
+def model_setting_defaults() -> Dict[str, Any]:
+    """Setting -> default of ModelSettings (every setting that has one)."""
+    found = {}
+    for field in dataclasses.fields(ModelSettings):
+        if field.default is not dataclasses.MISSING:
+            found[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            found[field.name] = field.default_factory()
+    return found
+
+
 def test_openai_compatible_defaults_are_the_model_constants() -> None:
     registered, model = defaults(openai_compatible_v1), defaults(OpenAICompatibleModel.__init__)
     assert parameters(openai_compatible_v1) == parameters(OpenAICompatibleModel.__init__)
     assert registered == model
-    for name, value in model.items():
-        constant = f"DEFAULT_{name.upper()}"
-        if hasattr(OpenAICompatibleModel, constant):
-            assert value == getattr(OpenAICompatibleModel, constant), f"{name} != {constant}"
+    settings = model_setting_defaults()
+    assert set(settings) == set(model) - {"cache", "cache_check"}  # the objects a model uses are no settings
+    for name, value in settings.items():
+        constant = getattr(ModelDefaults, f"DEFAULT_{name.upper()}")
+        assert value == constant and model[name] == constant, f"{name} != DEFAULT_{name.upper()}"
+        assert getattr(OpenAICompatibleModel, f"DEFAULT_{name.upper()}") is constant
     assert registered["config"] == {"temperature": 0.0}  # deterministic answers unless a config says otherwise
 
 
@@ -224,6 +244,136 @@ def test_config_check_sees_the_blocks_of_ours() -> None:
     assert ("llm_ner.cfg", "components.llm.model", "config.temperature") in seen
     assert ("README.md ini block 0", "components.ner.scorer", "text_threshold") in seen
     assert set(DELIBERATE) <= seen, f"DELIBERATE names settings no config has: {set(DELIBERATE) - seen}"
+
+
+# --- LLM model settings: one home; configs and project.yml repeat a default only with a reason ---
+
+REFERENCE = re.compile(r"\$\{([\w.]+)\.(\w+)\}")  # a config value that is ${section.key}
+VARIABLE = re.compile(r"\$\{vars\.(\w+)\}")
+LLM_COMMANDS = ("llm-evaluate", "llm-assemble")  # their --llm.KEY, --model and --base-url set the LLM config
+SETTING_FLAGS = {"--model": "model", "--base-url": "base_url"}
+
+
+def has_reason(lines: List[str], index: int) -> bool:
+    """Whether line ``index`` has a ``#`` comment or comes right after a comment line."""
+    return bool(re.search(r"\s#", lines[index])) or (index > 0 and lines[index - 1].lstrip().startswith("#"))
+
+
+def config_lines(lines: List[str]) -> Dict[Tuple[str, str], int]:
+    """(section, key) -> index of the line of a .cfg file that sets it."""
+    found, section = {}, ""
+    for index, line in enumerate(lines):
+        header = re.match(r"^\[(.+)\]\s*$", line)
+        if header:
+            section = header.group(1)
+        elif re.match(r"^[^#\s][^=]*=", line):
+            found[(section, line.split("=", 1)[0].strip())] = index
+    return found
+
+
+def dig(config: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def model_blocks(config: Mapping[str, Any], path: str = "") -> Iterator[str]:
+    """The dotted sections of every OpenAICompatible.v1 block."""
+    if config.get("@llm_models") == OPENAI_COMPATIBLE:
+        yield path
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            yield from model_blocks(value, f"{path}.{key}" if path else key)
+
+
+def model_defaults_restated(path: Path) -> Iterator[Tuple[str, str, Any, bool]]:
+    """(section, key, value, has a reason) for every model setting of a config that is its
+    default; ``section`` and ``key`` are where the value is written ([llm] for ${llm.key})."""
+    raw, resolved = Config().from_disk(path, interpolate=False), Config().from_disk(path, interpolate=True)
+    lines = path.read_text(encoding="utf8").splitlines()
+    where = config_lines(lines)
+    settings = model_setting_defaults()
+    for block in model_blocks(raw):
+        wanted = [(block, key, default) for key, default in settings.items() if key != "config"]
+        if isinstance(dig(raw, block).get("config"), Mapping):  # request parameters, e.g. temperature
+            wanted += [(f"{block}.config", key, default) for key, default in ModelDefaults.DEFAULT_CONFIG.items()]
+        for section, key, default in wanted:
+            if key not in dig(raw, section):
+                continue
+            value = dig(resolved, section)[key]
+            if value != default:
+                continue
+            reference = REFERENCE.fullmatch(str(dig(raw, section)[key]))
+            source = (reference.group(1), reference.group(2)) if reference else (section, key)
+            yield source[0], source[1], value, has_reason(lines, where[source])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[path.name for path in CONFIGS])
+def test_configs_repeat_a_model_default_only_saying_why(path: Path) -> None:
+    restated = model_defaults_restated(path)
+    unexplained = [f"[{section}] {key} = {value!r}" for section, key, value, why in restated if not why]
+    assert not unexplained, (
+        f"{path.name} repeats model defaults (ModelDefaults) without a comment saying why: drop them "
+        f"or add a # comment on the line above: {unexplained}"
+    )
+
+
+def cli_value(text: str) -> Any:
+    """A command-line override's value as spaCy reads it: JSON if it parses, else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def project_llm_settings() -> Iterator[Tuple[str, str, Any, Optional[str], Path]]:
+    """(command, setting, value, the var it comes from or None, its config) for every LLM setting
+    a project.yml command passes to llm-evaluate or llm-assemble."""
+    project = srsly.read_yaml(PROJECT)
+    variables = project["vars"]
+
+    def resolve(text: str) -> str:
+        return VARIABLE.sub(lambda match: str(variables[match.group(1)]), text)
+
+    for command in project["commands"]:
+        for script in command.get("script", []):
+            words = shlex.split(script)
+            starts = [i for i, word in enumerate(words) if word in LLM_COMMANDS]
+            if not starts:
+                continue
+            words = words[starts[0] + 1 :]
+            config = ROOT / resolve(words[0])
+            for flag, raw in zip(words, words[1:]):
+                setting = flag[len("--llm.") :] if flag.startswith("--llm.") else SETTING_FLAGS.get(flag)
+                if setting is not None:
+                    variable = VARIABLE.fullmatch(raw)
+                    yield command["name"], setting, cli_value(resolve(raw)), variable and variable.group(1), config
+
+
+def test_project_passes_llm_settings_only_on_purpose() -> None:
+    """A value a command passes that the config (or the model's default) gives anyway must
+    come from a var whose line (or the line above) says why it is passed."""
+    lines = PROJECT.read_text(encoding="utf8").splitlines()
+    settings = model_setting_defaults()
+    problems = []
+    for command, setting, value, variable, config_path in project_llm_settings():
+        llm = Config().from_disk(config_path, interpolate=True)["llm"]
+        if value != (llm[setting] if setting in llm else settings.get(setting, object())):
+            continue
+        if variable is None:
+            problems.append(f"{command}: {setting} = {value!r} is already the config's or the default: drop it")
+            continue
+        (index,) = [i for i, line in enumerate(lines) if re.match(rf"^\s+{variable}:", line)]
+        if not has_reason(lines, index):
+            problems.append(f"{command}: {setting} from vars.{variable} = {value!r} is the config's too; no # comment says why")
+    assert not problems, problems
+
+
+def test_the_llm_setting_checks_see_what_they_check() -> None:
+    seen = {(command, setting) for command, setting, *_ in project_llm_settings()}
+    assert {("llm-evaluate", "model"), ("llm-assemble", "base_url"), ("llm-local-evaluate", "timeout")} <= seen
+    restated = {(section, key) for section, key, _, _ in model_defaults_restated(ROOT / "configs" / "llm_ner.cfg")}
+    assert {("llm", "timeout"), ("llm", "concurrency"), ("llm", "temperature")} <= restated
 
 
 def test_command_options_default_to_the_library_defaults() -> None:

@@ -275,3 +275,22 @@ def test_on_progress_sees_each_finished_request(chat_server: ChatServer) -> None
     last = max(seen, key=lambda s: s.done)
     assert (last.answered, last.failures, last.prompts) == (2, 1, 4)
     assert seen[0] is not model.stats  # a snapshot, not the live counters
+
+
+def test_responses_carry_the_seconds_their_request_took(chat_server: ChatServer, tmp_path: Any) -> None:
+    from spacy_ner_project.components.cache import ResponseCache
+    from spacy_ner_project.components.models import CachedModel, ModelResponse
+
+    chat_server.latency = 0.1
+    chat_server.fail("bad", http_error(401))
+    model = make_model(chat_server, cache=ResponseCache(tmp_path / "c.sqlite"))
+    (answer,), (failed,) = ask(model, ["good"], ["bad"])
+    assert isinstance(answer, ModelResponse) and answer == "{}" and answer.elapsed_s is not None and answer.elapsed_s >= 0.1
+    assert isinstance(failed, FailedResponse) and failed.elapsed_s is not None and failed.elapsed_s >= 0.1
+    ((cached,),) = ask(model, ["good"])
+    assert isinstance(cached, ModelResponse) and cached == "{}" and cached.elapsed_s is None  # from the cache
+
+    wrapped = CachedModel(model=lambda prompts: [[p.upper() for p in doc] for doc in prompts], cache=model.cache, model_id="upper")
+    ((first,),) = [list(r) for r in wrapped([["x"]])]
+    ((again,),) = [list(r) for r in wrapped([["x"]])]
+    assert first == again == "X" and first.elapsed_s is not None and again.elapsed_s is None
