@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate, read_output
 from spacy_ner_project.annotate.pipeline import llm_overrides, per_worker_concurrency
-from spacy_ner_project.annotate.records import read_records
+from spacy_ner_project.annotate.records import input_format, read_records
+from spacy_ner_project.annotate.settings import InputFormat
 from spacy_ner_project.cli import app
 from spacy_ner_project.errors import UserError
 
@@ -119,6 +120,15 @@ def test_field_names_and_max_chars_are_configurable(tmp_path: Path) -> None:
     records = list(read_records(InputSpec(source, id_field="doc", text_field="body", max_chars=6)))
     assert [(r["id"], r["error"]) for r in records] == [("a", None), ("b", records[1]["error"])]
     assert "more than max_chars=6" in records[1]["error"]
+
+
+def test_the_input_format_is_one_of_the_enum(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.data", [{"id": 1, "text": "Valmora"}])
+    assert InputSpec(source, format="jsonl").format is InputFormat.JSONL and input_format(InputSpec(source, format="jsonl")) == "jsonl"
+    with pytest.raises(UserError, match="input format must be one of auto, jsonl, parquet, txt, not 'xml'"):
+        InputSpec(source, format="xml")
+    result = CliRunner().invoke(app, ["annotate", "pipeline", str(source), str(tmp_path / "out"), "--input-format", "xml"])
+    assert result.exit_code == 2 and "Invalid value for '--input-format'" in result.output
 
 
 def test_the_three_input_formats_give_the_same_rows(ruler_pipeline: Path, tmp_path: Path) -> None:
@@ -236,7 +246,10 @@ def test_llm_rows_carry_the_task_record(chat_server: ChatServer, tmp_path: Path)
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "Anna Kowalski joined Helix Motors."}])
     (row,) = run(pipeline, source, tmp_path / "out", output_format="jsonl")
     assert [(e["text"], e["label"]) for e in row["entities"]] == [("Anna Kowalski", "PER"), ("Helix Motors", "ORG")]
-    assert json.loads(row["llm"])["errors"] == []
+    outcome = json.loads(row["llm"])
+    assert outcome["errors"] == [] and (outcome["status"], outcome["error"], outcome["n_shards"]) == ("ok", None, 1)
+    assert json.loads(outcome["answers"][0]) == {"PER": ["Anna Kowalski"], "ORG": ["Helix Motors"]}
+    assert isinstance(outcome["elapsed_s"], float)  # asked the server (a cached answer has none)
 
 
 # -- Ray ---------------------------------------------------------------------------------------

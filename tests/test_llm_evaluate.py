@@ -3,6 +3,7 @@ server replaying recorded answers; one metrics schema with the trained pipelines
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -17,9 +18,10 @@ from spacy_ner_project.cli import app
 from spacy_ner_project.commands.evaluate import evaluate_cli, llm_evaluate_cli
 from spacy_ner_project.evaluation.evaluate import run_evaluation
 from spacy_ner_project.evaluation.gold import read_gold
-from spacy_ner_project.evaluation.llm import FailurePolicy, Progress
-from spacy_ner_project.evaluation.pipelines import model_overrides
+from spacy_ner_project.evaluation.llm import FailurePolicy, Progress, problem_summary, task_report_counts, warning_summary
 from spacy_ner_project.evaluation.report import write_report
+from spacy_ner_project.llm.record import LLM_RECORD_KEY, LLMOutcome, LLMStatus
+from spacy_ner_project.pipelines import model_overrides
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "llm_ner.cfg"
 REPLAY = Path(__file__).parent / "data" / "llm_replay.jsonl"
@@ -149,7 +151,55 @@ def test_every_request_failed_exits_1_with_one_summary_line(chat_server: ChatSer
     assert result.exit_code == 1, result.output
     assert result.output.count("5 of 5 docs had failed requests") == 1
     assert result.output.count("HTTP 404") == 1  # not one warning per doc
-    assert srsly.read_json(tmp_path / "metrics.json")["llm"]["llm_ner"]["task_report"]["docs_with_failed_requests"] == 5
+    metrics = srsly.read_json(tmp_path / "metrics.json")
+    assert metrics["llm"]["llm_ner"]["task_report"]["docs_with_failed_requests"] == 5
+    # no answer came, so the run's time is no speed: none in the metrics, "n/a" or "-" where shown
+    assert metrics["llm"]["llm_ner"]["docs_per_second"] is None and metrics["pipelines"]["llm_ner"]["speed"] is None
+    assert "(n/a docs/s)" in result.output and "None" not in (tmp_path / "report.md").read_text()
+
+
+LONG_ERROR = "request failed: POST http://127.0.0.1:1/v1/chat/completions failed after 3 attempts: HTTP 503\n" + " ".join(
+    f"detail{i}" for i in range(60)
+)
+
+
+def doc_with_record(record: Dict[str, Any]) -> Doc:
+    doc = spacy.blank("en")("Sam is here.")
+    doc.user_data[LLM_RECORD_KEY] = record
+    return doc
+
+
+def test_docs_count_by_their_status_and_problem_lines_give_the_first_error_in_full() -> None:
+    failed = LLMOutcome(status=LLMStatus.FAILED, error=LONG_ERROR, errors=[f"shard 0: {LONG_ERROR}"], answers=[None])
+    unparseable = LLMOutcome(
+        status=LLMStatus.UNPARSEABLE, error="empty response", errors=["shard 0: empty response"], answers=[""],
+        unplaced=[{"label": "PER", "text": "Zed", "reason": "not_found"}],
+    )
+    old = {"n_shards": 1, "errors": ["shard 0: request failed: HTTP 404"], "unplaced": [], "unknown_labels": [], "dropped": [], "fuzzy": []}
+    docs = [doc_with_record(failed.to_dict()), doc_with_record(unparseable.to_dict()), doc_with_record(old), doc_with_record(LLMOutcome().to_dict())]
+    counts = task_report_counts(docs)
+    assert {k: counts[k] for k in ("docs_with_errors", "docs_with_failed_requests", "docs_with_unparseable_answers", "errors")} == {
+        "docs_with_errors": 3, "docs_with_failed_requests": 2, "docs_with_unparseable_answers": 1, "errors": 3,
+    }
+    assert counts["unplaced"] == counts["unplaced_not_found"] == 1
+    in_full = " ".join(LONG_ERROR.split())
+    assert problem_summary(docs) == [
+        f"2 of 4 docs had failed requests (first: {in_full}); see doc.user_data['spacy_ner_project.llm']['errors']; "
+        "they count as predicting no entities",
+        "1 of 4 docs had unparseable answers (first: empty response); see doc.user_data['spacy_ner_project.llm']['errors']; "
+        "they count as predicting no entities",
+    ]
+
+
+def test_warnings_are_one_line_each_with_the_count_and_the_first_message_in_full() -> None:
+    template = "GET %s failed (%s): the response cache is keyed by the configured model only"
+    records = [
+        logging.LogRecord("spacy_ner_project.llm", logging.WARNING, __file__, 1, template, (f"http://host{i}/v1/models", LONG_ERROR), None)
+        for i in range(3)
+    ]
+    (line,) = warning_summary(records, [])
+    assert line == "3 x " + " ".join((template % ("http://host0/v1/models", LONG_ERROR)).split())
+    assert len(line) > 240 and "\n" not in line
 
 
 def test_max_failed_is_a_share_of_docs(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from spacy_ner_project.components.llm.parser import DEFAULT_LABEL_MAP, ParsedAns
 from spacy_ner_project.components.llm.parser import LabelNormalizer, parse_answer, parse_json_responses
 from spacy_ner_project.components.llm.registry import make_label_map_v1, make_usable_answer_check_v1
 from spacy_ner_project.components.models import FailedResponse
+from spacy_ner_project.llm.record import LLMStatus
 
 LABELS = ["PER", "ORG", "LOC", "MISC"]
 
@@ -168,6 +169,23 @@ def test_task_parser_records_failed_requests_and_non_text() -> None:
     assert answers[0][0].error == "request failed: HTTP 500 after 5 retries"
     assert answers[0][1].entities == [("PER", "Sam")]
     assert answers[1][0].error and "NoneType" in answers[1][0].error
+
+
+def test_parsed_answers_carry_their_status_raw_answer_and_request_time() -> None:
+    class Task:
+        labels = ("PER",)
+        label_map = DEFAULT_LABEL_MAP
+
+    class Timed(str):
+        elapsed_s = 0.75
+
+    failed = FailedResponse("HTTP 500")
+    responses = [[failed, Timed('{"PER": ["Sam"]}'), "Sorry.", None]]
+    (answers,) = [list(a) for a in parse_json_responses(Task(), [[None] * 4], responses)]  # type: ignore[arg-type]
+    assert [a.status for a in answers] == [LLMStatus.FAILED, LLMStatus.OK, LLMStatus.UNPARSEABLE, LLMStatus.UNPARSEABLE]
+    assert [a.answer for a in answers] == [None, '{"PER": ["Sam"]}', "Sorry.", None]
+    assert type(answers[1].answer) is str and [a.elapsed_s for a in answers] == [None, 0.75, None, None]
+    assert parse("Sorry.").status is LLMStatus.UNPARSEABLE and parse('{"PER": []}').status is LLMStatus.OK
 
 
 # --- echoed json_ner.v2 prompts and usable answers (issue 10 item 3) ---------------------------

@@ -18,11 +18,12 @@ from spacy.training import Example
 from spacy_llm.registry import registry as llm_registry
 
 from spacy_ner_project.llm.align import AlignOptions
-from spacy_ner_project.llm.record import LLM_RECORD_KEY
+from spacy_ner_project.llm import record
+from spacy_ner_project.llm.record import LLM_RECORD_KEY, LLMOutcome, LLMStatus, read_llm_outcome
+from spacy_ner_project.components.llm import prompt as prompt_module, registry as registry_module
 from spacy_ner_project.components.llm.registry import make_json_ner_task_v1
 from spacy_ner_project.components.llm.task import JsonNERTask
 from spacy_ner_project.components.llm.examples import choose_prompt_examples, sentence_examples
-from spacy_ner_project.components.llm.prompt import prompt_document
 from spacy_ner_project.components.models import FailedResponse
 
 TASK = "spacy_ner_project.JsonNER.v1"
@@ -33,11 +34,14 @@ GAZETTEER = {
 }
 
 
+LAST_DOCUMENT = re.compile(r"<(document-[0-9a-f]{8})>\n(.*)\n</\1>\s*Answer:\s*$", re.DOTALL)
+
+
 def prompt_text(prompt: str) -> str:
-    """The text a prompt asks about: its last document block."""
-    text = prompt_document(prompt)
-    assert text is not None, prompt
-    return text
+    """The text a json_ner.v2 prompt asks about: its last document block."""
+    match = LAST_DOCUMENT.search(prompt)
+    assert match is not None, prompt
+    return match.group(2)
 
 
 class ScriptedModel:
@@ -110,14 +114,20 @@ def test_entities_are_token_aligned_spans_and_report_is_stored() -> None:
     nlp = make_nlp()
     doc = nlp("Sam met Ann at OpenAI in Paris. Sam left.")
     assert ents(doc) == [("Sam", "PER"), ("Ann", "PER"), ("OpenAI", "ORG"), ("Paris", "LOC"), ("Sam", "PER")]
+    (prompt,) = nlp.get_pipe("llm")._model.prompts
     assert report(doc) == {
-        "n_shards": 1,
+        "status": "ok",
+        "error": None,
         "errors": [],
+        "answers": [gazetteer_answer(prompt)],
+        "n_shards": 1,
+        "elapsed_s": None,
         "unknown_labels": [],
         "unplaced": [],
         "dropped": [],
         "fuzzy": [],
     }
+    assert read_llm_outcome(doc) == LLMOutcome(answers=[gazetteer_answer(prompt)])
 
 
 def test_prompt_lists_labels_with_definitions_and_asks_for_exact_json() -> None:
@@ -216,6 +226,99 @@ def test_failed_request_is_recorded_and_other_docs_keep_their_results() -> None:
     assert [ents(d) for d in docs] == [[("Sam", "PER")], [], [("Ann", "PER")]]
     assert report(docs[1])["errors"] == ["shard 0: request failed: HTTP 503 after 5 retries"]
     assert report(docs[0])["errors"] == []
+    failed, answered = read_llm_outcome(docs[1]), read_llm_outcome(docs[0])
+    assert failed is not None and answered is not None
+    assert (failed.status, failed.error, failed.answers, failed.got_answer) == (
+        LLMStatus.FAILED, "request failed: HTTP 503 after 5 retries", [None], False
+    )
+    assert (answered.status, answered.error, answered.got_answer) == (LLMStatus.OK, None, True)
+
+
+class TimedAnswer(str):
+    """A response as the model gives it, with the request's time (``elapsed_s``)."""
+
+    elapsed_s: float
+
+
+def timed(answer: str, seconds: float) -> TimedAnswer:
+    response = TimedAnswer(answer)
+    response.elapsed_s = seconds
+    return response
+
+
+def test_the_outcome_has_the_request_time_and_the_first_error_of_its_status() -> None:
+    ANSWERS["timed"] = lambda p: timed(gazetteer_answer(p), 0.25)
+    ANSWERS["unparseable"] = lambda p: timed("Sorry, no.", 0.5)
+    ok = read_llm_outcome(make_nlp("timed")("Sam is here."))
+    assert ok is not None and ok.elapsed_s == 0.25 and ok.status is LLMStatus.OK
+    bad = read_llm_outcome(make_nlp("unparseable")("Sam is here."))
+    assert bad is not None and (bad.status, bad.answers, bad.elapsed_s) == (LLMStatus.UNPARSEABLE, ["Sorry, no."], 0.5)
+    assert bad.error == "no JSON entity answer in the response: 'Sorry, no.'" and bad.errors == [f"shard 0: {bad.error}"]
+    untimed = read_llm_outcome(make_nlp()("Sam is here."))  # a plain str: time unknown (or cached)
+    assert untimed is not None and untimed.elapsed_s is None
+
+
+class Shard:
+    """A shard's answer as the task hands it to LLMOutcome.from_shards (record.ShardAnswer)."""
+
+    def __init__(self, status: LLMStatus, error: Optional[str] = None, answer: Optional[str] = None, elapsed_s: Optional[float] = None) -> None:
+        self.status, self.error, self.answer, self.elapsed_s = status, error, answer, elapsed_s
+
+
+def test_a_sharded_doc_takes_its_worst_shard_status_and_sums_known_times() -> None:
+    shards = [
+        Shard(LLMStatus.OK, answer="{}", elapsed_s=1.0),
+        Shard(LLMStatus.UNPARSEABLE, "empty response", answer="", elapsed_s=0.5),
+        Shard(LLMStatus.FAILED, record.failed_request_error("HTTP 500"), elapsed_s=2.0),
+    ]
+    outcome = LLMOutcome.from_shards(shards)
+    assert (outcome.status, outcome.error, outcome.n_shards, outcome.elapsed_s) == (LLMStatus.FAILED, "request failed: HTTP 500", 3, 3.5)
+    assert outcome.errors == ["shard 1: empty response", "shard 2: request failed: HTTP 500"]
+    assert outcome.answers == ["{}", "", None] and outcome.got_answer
+    assert LLMOutcome.from_shards(shards[:2]).status is LLMStatus.UNPARSEABLE
+    assert LLMOutcome.from_shards([shards[0], Shard(LLMStatus.OK, answer="{}")]).elapsed_s is None  # one cached
+
+
+def test_the_outcome_round_trips_through_its_dict_json_and_docbin(tmp_path: Path) -> None:
+    answer = '{"PER": ["Sam", "Gorbachev", "Zed"], "ORG": ["Acme", "New York Times"], "LOC": ["New York"], "FOOD": ["pizza"]}'
+    ANSWERS["fail_on_bob_timed"] = lambda p: FailedResponse("HTTP 503") if "Bob" in prompt_text(p) else timed(answer, 0.125)
+    nlp = make_nlp("fail_on_bob_timed", examples=[{"text": "Boris joined Acme.", "entities": {"ORG": ["Acme"]}}])
+    docs = list(nlp.pipe(["Sam met Gorbachov at the New York Times.", "Bob is here."]))
+    outcomes = [read_llm_outcome(doc) for doc in docs]
+    first = outcomes[0]
+    assert first is not None and all([first.unplaced, first.unknown_labels, first.dropped, first.fuzzy, first.elapsed_s])
+    for outcome in outcomes:
+        assert outcome is not None
+        assert LLMOutcome.from_dict(json.loads(json.dumps(outcome.to_dict()))) == outcome
+    DocBin(docs=docs, store_user_data=True).to_disk(tmp_path / "docs.spacy")
+    loaded = list(DocBin().from_disk(tmp_path / "docs.spacy").get_docs(spacy.blank("en").vocab))
+    assert [read_llm_outcome(doc) for doc in loaded] == outcomes
+    assert read_llm_outcome(spacy.blank("en")("no task ran")) is None
+
+
+def test_records_written_before_the_status_are_still_read() -> None:
+    old = {
+        "n_shards": 2,
+        "errors": ["shard 0: no JSON entity answer in the response: 'x'", "shard 1: request failed: HTTP 404"],
+        "unknown_labels": [{"label": "FOOD", "text": "pizza"}],
+        "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],
+        "dropped": [],
+        "fuzzy": [],
+    }
+    outcome = LLMOutcome.from_dict(old)
+    assert (outcome.status, outcome.error, outcome.n_shards) == (LLMStatus.FAILED, "request failed: HTTP 404", 2)
+    assert outcome.errors == old["errors"] and outcome.unplaced == old["unplaced"] and outcome.elapsed_s is None
+    unparseable = LLMOutcome.from_dict({**old, "errors": old["errors"][:1]})
+    assert (unparseable.status, unparseable.error) == (LLMStatus.UNPARSEABLE, "no JSON entity answer in the response: 'x'")
+    assert LLMOutcome.from_dict({**old, "errors": ()}).status is LLMStatus.OK  # msgpack gives tuples
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [(record, "llm_record"), (registry_module, "DEFAULT_JSON_NER_TEMPLATE_V1"), (prompt_module, "prompt_document")],
+)
+def test_dead_code_is_gone(module: Any, name: str) -> None:
+    assert not hasattr(module, name)
 
 
 def test_works_with_a_spacy_llm_builtin_model() -> None:

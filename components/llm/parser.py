@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 import json_repair
 
+from spacy_ner_project.components.models import FailedResponse
+from spacy_ner_project.llm.record import LLMStatus, failed_request_error
+
 from .prompt import DOCUMENT_TAG_RE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,19 +64,30 @@ _WRAPPER_KEYS = ("entities", "named_entities", "ents", "result", "results", "ans
 
 @dataclass
 class ParsedAnswer:
-    """Entities parsed from one response.
+    """Entities parsed from one response (one shard's answer: a ``record.ShardAnswer``).
 
     entities: (task label, string) pairs in the order given.
     unknown: (label as written by the LLM, string) pairs whose label maps to no task label.
     labels_answered: task labels the answer has (a key, or an entity object's label), in
         first-seen order, also those with no strings (``{"PER": []}`` answers PER).
     error: why nothing could be parsed (None when an answer was found, even an empty one).
+    status: OK; UNPARSEABLE with an error; FAILED when the request finally failed.
+    answer: the raw response text (None when the request finally failed or gave no text);
+        ``parse_json_responses`` sets it.
+    elapsed_s: seconds the request took, when the model says (``response.elapsed_s``).
     """
 
     entities: List[Tuple[str, str]] = field(default_factory=list)
     unknown: List[Tuple[str, str]] = field(default_factory=list)
     labels_answered: List[str] = field(default_factory=list)
     error: Optional[str] = None
+    status: LLMStatus = LLMStatus.OK
+    answer: Optional[str] = None
+    elapsed_s: Optional[float] = None
+
+
+def _unparseable(error: str) -> ParsedAnswer:
+    return ParsedAnswer(error=error, status=LLMStatus.UNPARSEABLE)
 
 
 def _key(label: str) -> str:
@@ -199,24 +213,24 @@ def _strings(value: Any) -> List[str]:
 def parse_answer(response: str, *, labels: Sequence[str], label_map: Mapping[str, str]) -> ParsedAnswer:
     """Entities in one LLM response (see the module docstring for what is accepted)."""
     if not response or not response.strip():
-        return ParsedAnswer(error="empty response")
+        return _unparseable("empty response")
     last_tag = None
     for last_tag in DOCUMENT_TAG_RE.finditer(response):
         pass
     if last_tag is not None:
         if not last_tag.group(1):
-            return ParsedAnswer(error="the response repeats the prompt and stops inside a document")
+            return _unparseable("the response repeats the prompt and stops inside a document")
         response = response[last_tag.end() :]
         if response.strip() in ("", "Answer:"):
-            return ParsedAnswer(error="the response repeats the prompt and has no answer after its last document")
+            return _unparseable("the response repeats the prompt and has no answer after its last document")
     try:
         value = json_repair.repair_json(response, return_objects=True)
     except Exception as err:  # json_repair is lenient; anything it raises means "unparseable"
-        return ParsedAnswer(error=f"could not parse the response as JSON ({type(err).__name__}: {err})")
+        return _unparseable(f"could not parse the response as JSON ({type(err).__name__}: {err})")
     answer = _last_answer(value)
     if answer is None:
         snippet = " ".join(response.split())[:120]
-        return ParsedAnswer(error=f"no JSON entity answer in the response: {snippet!r}")
+        return _unparseable(f"no JSON entity answer in the response: {snippet!r}")
     parsed = ParsedAnswer()
     to_task_label = LabelNormalizer(labels=labels, label_map=label_map)
     for raw_label, raw_value in answer:
@@ -246,19 +260,22 @@ def is_usable_answer(response: str, *, labels: Sequence[str], label_map: Mapping
 def parse_json_responses(
     task: "JsonNERTask", shards: Iterable[Iterable["Doc"]], responses: Iterable[Iterable[Any]]
 ) -> Iterable[List[ParsedAnswer]]:
-    """spacy-llm TaskResponseParser: per doc, one ParsedAnswer per shard response.
-
-    A response carrying an ``error`` attribute (a request that finally failed, see
-    components/models.py FailedResponse) or that is not text becomes a ParsedAnswer with error.
-    """
+    """spacy-llm TaskResponseParser: per doc, one ParsedAnswer per shard response."""
     for _shards, doc_responses in zip(shards, responses):
-        answers = []
-        for response in doc_responses:
-            failure = getattr(response, "error", None)
-            if failure:
-                answers.append(ParsedAnswer(error=f"request failed: {failure}"))
-            elif not isinstance(response, str):
-                answers.append(ParsedAnswer(error=f"the model returned {type(response).__name__}, not text"))
-            else:
-                answers.append(parse_answer(response, labels=task.labels, label_map=task.label_map))
-        yield answers
+        yield [parse_response(response, labels=task.labels, label_map=task.label_map) for response in doc_responses]
+
+
+def parse_response(response: Any, *, labels: Sequence[str], label_map: Mapping[str, str]) -> ParsedAnswer:
+    """One model response as a ParsedAnswer with its status, raw answer and request time.
+
+    A :class:`~spacy_ner_project.components.models.FailedResponse` (a request that finally
+    failed) is FAILED with its error; a response that is not text is UNPARSEABLE.
+    """
+    elapsed_s = getattr(response, "elapsed_s", None)
+    if isinstance(response, FailedResponse):
+        return ParsedAnswer(error=failed_request_error(response.error), status=LLMStatus.FAILED, elapsed_s=elapsed_s)
+    if not isinstance(response, str):
+        return _unparseable(f"the model returned {type(response).__name__}, not text")
+    parsed = parse_answer(response, labels=labels, label_map=label_map)
+    parsed.answer, parsed.elapsed_s = str(response), elapsed_s
+    return parsed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Sequence
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -15,9 +15,6 @@ _ID_HEX_DIGITS = 8
 # An opening or closing tag of json_ner.v2 (group 1: "/" for a closing one): text up to the
 # last one in a response is an echoed prompt.
 DOCUMENT_TAG_RE = re.compile(rf"<(/?){DOCUMENT_TAG_PREFIX}[0-9a-f]{{{_ID_HEX_DIGITS}}}>")
-_LAST_DOCUMENT_RE = re.compile(
-    rf"<({DOCUMENT_TAG_PREFIX}[0-9a-f]{{{_ID_HEX_DIGITS}}})>\n(.*)\n</\1>\s*Answer:\s*$", re.DOTALL
-)
 
 # Short CoNLL-2003 definitions, as in the seed notebook's prompt (used for labels that have one).
 DEFAULT_LABEL_DEFINITIONS: Dict[str, str] = {
@@ -57,12 +54,6 @@ def document_tags(texts: Sequence[str]) -> List[str]:
             salt += 1
         tags.append(tag)
     return tags
-
-
-def prompt_document(prompt: str) -> Optional[str]:
-    """The document of a json_ner.v2 prompt (the text of its last <document-ID> block), or None."""
-    match = _LAST_DOCUMENT_RE.search(prompt)
-    return match.group(2) if match else None
 
 
 def order_labels(labels: Iterable[str]) -> List[str]:

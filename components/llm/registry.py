@@ -17,7 +17,6 @@ from .parser import DEFAULT_LABEL_MAP, is_usable_answer, parse_json_responses
 from .prompt import DEFAULT_LABEL_DEFINITIONS, read_template
 from .task import JsonNERTask
 
-DEFAULT_JSON_NER_TEMPLATE_V1 = read_template("json_ner.v1")
 DEFAULT_JSON_NER_TEMPLATE_V2 = read_template("json_ner.v2")
 # the alignment defaults are AlignOptions' own (one place): the registered function reads them here
 _ALIGN_DEFAULTS = AlignOptions()

@@ -3,32 +3,19 @@
 A spacy-llm sharding task. Per doc it renders one prompt per shard (long docs are cut by a
 spacy-llm shard mapper into overlapping shards), parses each shard's answer
 (``parser.parse_answer``), and places every returned string in the ORIGINAL doc
-(``spacy_ner_project.llm.align``) — doc.text is never rebuilt from shards. What could not become an
-entity is kept on the doc, under ``doc.user_data[LLM_RECORD_KEY]`` (``"spacy_ner_project.llm"``,
-``spacy_ner_project.llm.record``)::
-
-    {
-      "n_shards": 1,
-      "errors": ["shard 0: ..."],   # failed requests, unparseable answers (logged at DEBUG only)
-      "unknown_labels": [{"label": "FOOD", "text": "pizza"}],
-      "unplaced": [{"label": "ORG", "text": "OpenAI", "reason": "not_found"}],
-      # reasons: spacy_ner_project.llm.align's ("not_found", "overlap", "function_word", ...), or
-      # "copied_from_examples": not in the text, and equal (align.normalize) to an entity
-      # string of a few-shot example, so most likely copied from the prompt
-      "dropped": [{"label": "LOC", "text": "New York", "start_char": 4, "end_char": 12,
-                   "reason": "overlap"}],                # or "existing_entity"
-      "fuzzy": [{"label": "PER", "text": "Gorbachov", "start_char": 8, "end_char": 17,
-                 "score": 88.9}],                        # placed by typo-tolerant matching
-    }
-
-(user_data survives DocBin(store_user_data=True) and spacy-llm's cache.)
+(``spacy_ner_project.llm.align``) — doc.text is never rebuilt from shards. What became of the
+request and what could not become an entity (the status, errors, raw answers, unplaced strings,
+unknown labels, dropped spans, fuzzy placements, request time) is kept on the doc as an
+``LLMOutcome`` under ``doc.user_data[LLM_RECORD_KEY]`` (``"spacy_ner_project.llm"``): its form
+is documented in ``spacy_ner_project.llm.record``, which also reads it back
+(``read_llm_outcome``). Per-doc errors are logged at DEBUG only (evaluation summarises them).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Type
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Type
 
 import jinja2
 import jinja2.sandbox
@@ -38,8 +25,16 @@ from spacy.training import Example
 from spacy_llm.tasks.builtin_task import BuiltinTask
 from spacy_llm.ty import FewshotExample, Scorer, ShardMapper, TaskResponseParser
 
-from spacy_ner_project.llm.align import AlignOptions, Mention, align_doc, normalize
-from spacy_ner_project.llm.record import LLM_RECORD_KEY
+from spacy_ner_project.llm.align import AlignOptions, Mention, Unplaced, align_doc, normalize
+from spacy_ner_project.llm.record import (
+    LLM_RECORD_KEY,
+    DroppedItem,
+    FuzzyItem,
+    LLMOutcome,
+    UnknownLabelItem,
+    UnplacedItem,
+    write_llm_outcome,
+)
 
 from .examples import JsonNERExample, choose_prompt_examples, sentence_examples
 from .parser import ParsedAnswer
@@ -198,70 +193,53 @@ class JsonNERTask(BuiltinTask):
         shards_per_doc = [list(doc_shards) for doc_shards in shards]
         answers_per_doc = self._parse_responses(self, shards_per_doc, responses)
         for doc_shards, answers in zip(shards_per_doc, answers_per_doc):
-            yield self._annotate(original_doc(doc_shards), len(doc_shards), list(answers))
+            yield self._annotate(original_doc(doc_shards), list(answers))
 
     @property
     def label_map(self) -> Dict[str, str]:
         return dict(self._label_map)
 
-    def _annotate(self, doc: Doc, n_shards: int, answers: List[ParsedAnswer]) -> Doc:
-        report: Dict[str, Any] = {
-            "n_shards": n_shards,
-            "errors": [],
-            "unknown_labels": [],
-            "unplaced": [],
-            "dropped": [],
-            "fuzzy": [],
-        }
-        entities: List[Tuple[str, str]] = []
+    def _annotate(self, doc: Doc, answers: List[ParsedAnswer]) -> Doc:
+        """Set the entities that its shards' answers (in shard order) place in ``doc``; leave the
+        doc's LLMOutcome on it."""
+        entities = [entity for parsed in answers for entity in parsed.entities]
+        unknown_labels = [self._unknown_label(raw_label, text) for parsed in answers for raw_label, text in parsed.unknown]
         for i, parsed in enumerate(answers):
             if parsed.error:
-                report["errors"].append(f"shard {i}: {parsed.error}")
-            entities.extend(parsed.entities)
-            for raw_label, text in parsed.unknown:
-                report["unknown_labels"].append({"label": raw_label, "text": text})
-                if raw_label not in self._warned_labels:
-                    self._warned_labels.add(raw_label)
-                    logger.warning(
-                        "LLM answered with label %r, which is not one of %s and not in the label map: "
-                        "its entities are kept in doc.user_data[%r]['unknown_labels']; add it to "
-                        "`label_map` to use them",
-                        raw_label,
-                        self._labels,
-                        LLM_RECORD_KEY,
-                    )
-        for error in report["errors"]:
-            # kept on the doc; one warning per doc would flood a run (evaluation summarises them)
-            logger.debug("doc %r...: %s", doc.text[:40], error)
-
+                # kept on the doc; one warning per doc would flood a run (evaluation summarises them)
+                logger.debug("doc %r...: shard %d: %s", doc.text[:40], i, parsed.error)
         keep = self._existing_ents == "keep"
         existing = [(ent.start, ent.end) for ent in doc.ents] if keep else []
         result = align_doc(doc, entities, options=self._align_options, blocked=existing)
-        copied = {normalize(text) for eg in self._prompt_examples for texts in eg.entities.values() for text in texts}
-        report["unplaced"] = [
-            {
-                "label": u.label,
-                "text": u.text,
-                "reason": "copied_from_examples"
-                if u.reason in _NOT_IN_TEXT and normalize(u.text) in copied
-                else u.reason,
-            }
-            for u in result.unplaced
-        ]
-        report["dropped"] = [
-            _mention_dict(m, reason="existing_entity" if _overlaps(m, existing) else "overlap")
-            for m in result.overlapped
-        ]
-        report["fuzzy"] = [
-            {**_mention_dict(m), "score": round(m.score, 1)} for m in result.mentions if m.method == "fuzzy"
-        ]
         spans = [Span(doc, m.start_token, m.end_token, label=m.label) for m in result.mentions]
-        if keep:
-            doc.set_ents(spans, default="unmodified")
-        else:
-            doc.set_ents(spans, default="outside")
-        doc.user_data[LLM_RECORD_KEY] = report
+        doc.set_ents(spans, default="unmodified" if keep else "outside")
+        copied = {normalize(text) for eg in self._prompt_examples for texts in eg.entities.values() for text in texts}
+        outcome = LLMOutcome.from_shards(
+            answers,
+            unknown_labels=unknown_labels,
+            unplaced=[_unplaced(u, copied=copied) for u in result.unplaced],
+            dropped=[
+                DroppedItem(**_span_fields(m), reason="existing_entity" if _overlaps(m, existing) else "overlap")
+                for m in result.overlapped
+            ],
+            fuzzy=[FuzzyItem(**_span_fields(m), score=round(m.score, 1)) for m in result.mentions if m.method == "fuzzy"],
+        )
+        write_llm_outcome(doc, outcome)
         return doc
+
+    def _unknown_label(self, raw_label: str, text: str) -> UnknownLabelItem:
+        """An answer's string under a label that maps to no task label (warned once per label)."""
+        if raw_label not in self._warned_labels:
+            self._warned_labels.add(raw_label)
+            logger.warning(
+                "LLM answered with label %r, which is not one of %s and not in the label map: "
+                "its entities are kept in doc.user_data[%r]['unknown_labels']; add it to "
+                "`label_map` to use them",
+                raw_label,
+                self._labels,
+                LLM_RECORD_KEY,
+            )
+        return UnknownLabelItem(label=raw_label, text=text)
 
     # --- scoring and serialisation -----------------------------------------------------------
     def scorer(self, examples: Iterable[Example]) -> Dict[str, Any]:
@@ -276,9 +254,16 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _unplaced(unplaced: Unplaced, *, copied: AbstractSet[str]) -> UnplacedItem:
+    """A string that could not be placed; its reason is "copied_from_examples" when it is not in
+    the text and its normalized form is in ``copied`` (the few-shot examples' entity strings)."""
+    from_examples = unplaced.reason in _NOT_IN_TEXT and normalize(unplaced.text) in copied
+    return UnplacedItem(label=unplaced.label, text=unplaced.text, reason="copied_from_examples" if from_examples else unplaced.reason)
+
+
 def _overlaps(m: Mention, ranges: Sequence[Tuple[int, int]]) -> bool:
     return any(start < m.end_token and m.start_token < end for start, end in ranges)
 
 
-def _mention_dict(m: Mention, **extra: Any) -> Dict[str, Any]:
-    return {"label": m.label, "text": m.text, "start_char": m.start_char, "end_char": m.end_char, **extra}
+def _span_fields(m: Mention) -> Dict[str, Any]:
+    return {"label": m.label, "text": m.text, "start_char": m.start_char, "end_char": m.end_char}

@@ -1,8 +1,9 @@
 """Docs → output records: ``id``, ``text``, ``entities``, ``llm``, ``error``.
 
 ``entities`` lists ``{"start_char", "end_char", "label", "text"}`` in document order;
-``llm`` is the LLM task's per-doc record (``doc.user_data["spacy_ner_project.llm"]``: what
-could not be placed, failed requests ...) as JSON text, null when the pipeline has none.
+``llm`` is the LLM task's outcome of the doc (``spacy_ner_project.llm.record``: its status and
+error, what could not be placed ...) in its dict form as JSON text, null when the pipeline has
+none.
 Both engines call :func:`annotate_records`, so they produce the same rows.
 """
 
@@ -12,7 +13,7 @@ import json
 from collections import deque
 from typing import TYPE_CHECKING, Deque, Iterable, Iterator, List, Optional, Tuple, TypedDict
 
-from spacy_ner_project.llm.record import LLM_RECORD_KEY as USER_DATA_KEY
+from spacy_ner_project.llm.record import read_llm_outcome
 
 from .records import Record
 
@@ -40,12 +41,10 @@ def entities(doc: Doc) -> List[Entity]:
     return [Entity(start_char=e.start_char, end_char=e.end_char, label=e.label_, text=e.text) for e in doc.ents]
 
 
-def llm_record(doc: Doc) -> Optional[str]:
-    """The LLM task's record of the doc as JSON text (sorted keys), or None."""
-    record = doc.user_data.get(USER_DATA_KEY)
-    if record is None:
-        return None
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
+def llm_column(doc: Doc) -> Optional[str]:
+    """The ``llm`` value: the doc's LLM outcome (its dict form) as JSON text with sorted keys, or None."""
+    outcome = read_llm_outcome(doc)
+    return None if outcome is None else json.dumps(outcome.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
 def output_record(record: Record, doc: Optional[Doc] = None) -> OutputRecord:
@@ -54,7 +53,7 @@ def output_record(record: Record, doc: Optional[Doc] = None) -> OutputRecord:
         id=record["id"],
         text=record["text"],
         entities=entities(doc) if doc is not None else [],
-        llm=llm_record(doc) if doc is not None else None,
+        llm=llm_column(doc) if doc is not None else None,
         error=record["error"],
     )
 

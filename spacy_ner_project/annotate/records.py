@@ -15,7 +15,7 @@ from typing import AbstractSet, Any, Iterable, Iterator, List, Mapping, Optional
 
 from spacy_ner_project.errors import UserError
 
-from .settings import InputSpec
+from .settings import InputFormat, InputSpec
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 PARQUET_ROWS_PER_BATCH = 1024
@@ -32,8 +32,8 @@ def input_format(spec: InputSpec) -> str:
     path = spec.path
     if not path.exists():
         raise UserError(f"INPUT {path} does not exist: pass a JSONL or Parquet file, or a folder of .txt files")
-    if spec.format != "auto":
-        return spec.format
+    if spec.format is not InputFormat.AUTO:
+        return spec.format.value
     if path.is_dir():
         return "parquet" if any(path.glob("*.parquet")) and not any(path.rglob("*.txt")) else "txt"
     if path.suffix.lower() in SUFFIXES:

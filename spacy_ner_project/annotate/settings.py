@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 from spacy_ner_project.errors import UserError
 
 ENGINES = ("local", "ray")
-INPUT_FORMATS = ("auto", "jsonl", "parquet", "txt")
 OUTPUT_FORMATS = ("parquet", "jsonl")
 EXISTING = ("refuse", "overwrite", "resume")
+
+
+class InputFormat(str, Enum):
+    """What INPUT holds (``--input-format``); AUTO: tell it from the path (``records.input_format``)."""
+
+    AUTO = "auto"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    TXT = "txt"
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """INPUT: a JSONL file (one JSON object a line), a Parquet file or folder, or a folder of
-    ``.txt`` files (id = the file's path relative to the folder)."""
+    ``.txt`` files (id = the file's path relative to the folder). ``format`` may be given as
+    its value ("jsonl"); anything but an :class:`InputFormat` value is a UserError."""
 
     path: Path
-    format: str = "auto"
+    format: InputFormat = InputFormat.AUTO
     id_field: str = "id"
     text_field: str = "text"
     # longer texts get an `error` value instead of being annotated (a 1 MB text would hold an
     # actor for minutes and, for an LLM pipeline, be sent as dozens of shards)
     max_chars: int = 100_000
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "format", InputFormat(self.format))
+        except ValueError:
+            choices = ", ".join(f.value for f in InputFormat)
+            raise UserError(f"input format must be one of {choices}, not {self.format!r}") from None
 
 
 @dataclass(frozen=True)

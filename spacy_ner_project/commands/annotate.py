@@ -16,6 +16,7 @@ import typer
 from wasabi import msg
 
 from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate
+from spacy_ner_project.annotate.settings import InputFormat
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.progress import bar
 
@@ -24,12 +25,12 @@ _INPUT = InputSpec(Path("."))
 
 
 def annotate_cli(
-    pipeline: str = typer.Argument(..., help="Pipeline folder (e.g. training/x/model-best) or installed package name"),
+    pipeline: str = typer.Argument(..., help="Pipeline folder (e.g. training/x/model-best), installed package name, blank:LANG or config file (.cfg)"),
     source: Path = typer.Argument(..., metavar="INPUT", help="JSONL file, Parquet file/folder, or folder of .txt files"),
     output: Path = typer.Argument(..., help="Output folder (created; an existing one needs --resume or --overwrite)"),
     engine: str = typer.Option(_OPTIONS.engine, "--engine", help="local (nlp.pipe) or ray (Ray Data actors)"),
     output_format: str = typer.Option(_OPTIONS.output_format, "--format", help="Output files: parquet or jsonl"),
-    input_format: str = typer.Option(_INPUT.format, "--input-format", help="auto, jsonl, parquet or txt"),
+    input_format: InputFormat = typer.Option(_INPUT.format, "--input-format", help="What INPUT holds (auto: by its suffix)"),
     id_field: str = typer.Option(_INPUT.id_field, "--id-field", help="Field holding the id (JSONL, Parquet)"),
     text_field: str = typer.Option(_INPUT.text_field, "--text-field", help="Field holding the text (JSONL, Parquet)"),
     max_chars: int = typer.Option(_INPUT.max_chars, "--max-chars", help="Longer texts get an error value instead of entities"),

@@ -19,21 +19,22 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from spacy_ner_project import progress
-from spacy_ner_project.llm.record import LLM_RECORD_KEY
+from spacy_ner_project.llm.record import LLM_RECORD_KEY, LLMOutcome, LLMStatus, read_llm_outcome
 
 if TYPE_CHECKING:  # spaCy only in annotations: the commands read FailurePolicy's default without loading it
     from spacy.language import Language
     from spacy.tokens import Doc
 
 LLM_LOGGER = "spacy_ner_project.llm"
-# The parser's error for a response that is a FailedResponse (components/llm/parser.py).
-REQUEST_FAILED = "request failed:"
+# the problem line of each status that is a problem
+PROBLEM_KINDS = {LLMStatus.FAILED: "failed requests", LLMStatus.UNPARSEABLE: "unparseable answers"}
 
 
 @dataclass(frozen=True)
 class FailurePolicy:
     """When an evaluation of an LLM pipeline fails: the share of docs whose request finally
-    failed exceeds ``max_failed`` (0-1), or every doc's request failed (also with ``max_failed = 1``)."""
+    failed exceeds ``max_failed`` (0-1), or every doc's request finally failed (also with
+    ``max_failed = 1``)."""
 
     max_failed: float = 0.1
 
@@ -64,47 +65,57 @@ def llm_model(nlp: Language) -> Optional[Tuple[str, Any]]:
     return None
 
 
+def outcomes(docs: Iterable[Doc]) -> List[LLMOutcome]:
+    """The LLM task's outcome of each doc that has one."""
+    return [outcome for outcome in map(read_llm_outcome, docs) if outcome is not None]
+
+
 def task_report_counts(docs: Iterable[Doc]) -> Dict[str, int]:
     """Totals of what the JsonNER task left on the docs (errors, unplaced strings ...);
     ``docs_with_failed_requests`` and ``docs_with_unparseable_answers`` split ``docs_with_errors``
-    (a doc with both counts in both)."""
+    by the docs' status (a sharded doc with both kinds of error counts as failed)."""
     counts: Counter = Counter()
     for key in ("docs_with_errors", "docs_with_failed_requests", "docs_with_unparseable_answers", "errors"):
         counts[key] = 0
     for key in ("unplaced", "unknown_labels", "dropped", "fuzzy"):
         counts[key] = 0
-    for doc in docs:
-        record = doc.user_data.get(LLM_RECORD_KEY) or {}
-        errors = record.get("errors") or []
-        counts["docs_with_errors"] += bool(errors)
-        counts["docs_with_failed_requests"] += any(REQUEST_FAILED in error for error in errors)
-        counts["docs_with_unparseable_answers"] += any(REQUEST_FAILED not in error for error in errors)
-        counts["errors"] += len(errors)
-        for key, value in record.items():
-            if isinstance(value, list) and key != "errors":
-                counts[key] += len(value)
-        for item in record.get("unplaced") or []:  # by reason, e.g. unplaced_not_found
-            if isinstance(item, dict) and item.get("reason"):
-                counts[f"unplaced_{item['reason']}"] += 1
+    for outcome in outcomes(docs):
+        counts["docs_with_errors"] += outcome.status is not LLMStatus.OK
+        counts["docs_with_failed_requests"] += outcome.status is LLMStatus.FAILED
+        counts["docs_with_unparseable_answers"] += outcome.status is LLMStatus.UNPARSEABLE
+        counts["errors"] += len(outcome.errors)
+        counts["unplaced"] += len(outcome.unplaced)
+        counts["unknown_labels"] += len(outcome.unknown_labels)
+        counts["dropped"] += len(outcome.dropped)
+        counts["fuzzy"] += len(outcome.fuzzy)
+        counts.update(f"unplaced_{item['reason']}" for item in outcome.unplaced)  # e.g. unplaced_not_found
     return dict(counts)
 
 
+def every_request_failed(docs: Sequence[Doc]) -> bool:
+    """Whether no doc got an answer: each has an outcome whose requests all finally failed
+    (then the run's time says nothing about the model's speed)."""
+    found = outcomes(docs)
+    return bool(docs) and len(found) == len(docs) and all(o.status is LLMStatus.FAILED and not o.got_answer for o in found)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) as one space."""
+    return " ".join(text.split())
+
+
 def problem_summary(docs: Sequence[Doc]) -> List[str]:
-    """One line per kind of per-doc problem: how many docs, and the first message."""
-    kinds: Dict[str, List[str]] = {"failed requests": [], "unparseable answers": []}
-    for doc in docs:
-        errors = (doc.user_data.get(LLM_RECORD_KEY) or {}).get("errors") or []
-        failed = [error for error in errors if REQUEST_FAILED in error]
-        unparseable = [error for error in errors if REQUEST_FAILED not in error]
-        if failed:
-            kinds["failed requests"].append(failed[0])
-        if unparseable:
-            kinds["unparseable answers"].append(unparseable[0])
+    """One line per kind of per-doc problem (PROBLEM_KINDS): how many docs, and the first
+    doc's error in full."""
+    errors: Dict[LLMStatus, List[str]] = {status: [] for status in PROBLEM_KINDS}
+    for outcome in outcomes(docs):
+        if outcome.status in errors:
+            errors[outcome.status].append(outcome.error or "")
     return [
-        f"{len(first)} of {len(docs)} docs had {kind} (first: {first[0][:160]}); see "
+        f"{len(found)} of {len(docs)} docs had {PROBLEM_KINDS[status]} (first: {one_line(found[0])}); see "
         f"doc.user_data[{LLM_RECORD_KEY!r}]['errors']; they count as predicting no entities"
-        for kind, first in kinds.items()
-        if first
+        for status, found in errors.items()
+        if found
     ]
 
 
@@ -133,16 +144,17 @@ def collected_warnings(name: str = LLM_LOGGER) -> Iterator[List[logging.LogRecor
 
 
 def warning_summary(records: Sequence[logging.LogRecord], docs: Sequence[Doc]) -> List[str]:
-    """Collected warnings grouped by their message template ("N x <first message>"), leaving
-    out those that repeat an error kept on a doc (the problem summary has those)."""
-    kept = {error for doc in docs for error in (doc.user_data.get(LLM_RECORD_KEY) or {}).get("errors") or []}
+    """Collected warnings grouped by their message template, one line each: "N x <first
+    message>" (the message in full), leaving out those that repeat an error kept on a doc (the
+    problem summary has those)."""
+    kept = {error for outcome in outcomes(docs) for error in outcome.errors}
     groups: Dict[str, List[logging.LogRecord]] = {}
     for record in records:
         message = record.getMessage()
         if not any(message.endswith(error) for error in kept):
             groups.setdefault(str(record.msg), []).append(record)
     return [
-        (f"{len(group)} x " if len(group) > 1 else "") + group[0].getMessage()[:240] for group in groups.values()
+        (f"{len(group)} x " if len(group) > 1 else "") + one_line(group[0].getMessage()) for group in groups.values()
     ]
 
 
@@ -181,12 +193,14 @@ class LLMRun:
     records: List[logging.LogRecord] = field(default_factory=list)
 
     def block(self, predictions: Sequence[Doc]) -> Dict[str, Any]:
+        """The metrics' ``llm`` block; no speed (``docs_per_second`` None) when no request got an answer."""
         stats = self.model.stats
+        timed = self.seconds > 0 and not every_request_failed(predictions)
         return {
             "component": self.component,
             "n_docs": self.n_docs,
             "seconds": round(self.seconds, 3),
-            "docs_per_second": round(self.n_docs / self.seconds, 3) if self.seconds > 0 else None,
+            "docs_per_second": round(self.n_docs / self.seconds, 3) if timed else None,
             "model_stats": asdict(stats),
             "task_report": task_report_counts(predictions),
             "problems": problem_summary(predictions),
