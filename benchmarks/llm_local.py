@@ -99,7 +99,7 @@ def raw_answers(metrics_docs: List[Any]) -> List[Dict[str, Any]]:
 def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict[str, Path], results: Dict[str, Any]) -> None:
     """One row: start the model's server, score the dev sentences, answer the samples, stop it."""
     from spacy_ner_project.evaluation.evaluate import read_gold, run_evaluation, score_pipeline
-    from spacy_ner_project.evaluation.pipelines import load_pipeline, model_overrides
+    from spacy_ner_project.pipelines import load_pipeline, model_overrides
 
     work = args.work_dir / "llm_local"
     work.mkdir(parents=True, exist_ok=True)

@@ -134,7 +134,7 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         self._client.close()
 
     def __call__(self, prompts: Iterable[Iterable[str]]) -> Iterable[Iterable[str]]:
-        """Per doc, the responses to its shard prompts (FailedResponse where a request failed)."""
+        """Per doc, the responses to its shard prompts (FailedResponse where a request finally failed)."""
         per_doc, unique = flatten_unique(prompts)
         n_prompts = sum(len(doc_prompts) for doc_prompts in per_doc)
         self._count(progress=False, prompts=n_prompts, deduplicated=n_prompts - len(unique))

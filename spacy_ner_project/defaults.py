@@ -6,3 +6,4 @@ Kept free of heavy imports: the commands read these for their options, and a com
 
 CPU = -1  # the device id that means the CPU (spaCy's convention for --gpu-id / use_gpu)
 DISPLACY_LIMIT = 10  # documents rendered per displaCy section of report.html
+VISUALIZE_LIMIT = 20  # documents on the visualize command's page (one page of its own, so more than a report section)

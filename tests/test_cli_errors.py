@@ -139,13 +139,24 @@ def test_convert_to_a_read_only_file_system(tmp_path: Path, conll: Path, monkeyp
     assert f"cannot write {tmp_path / 'out.spacy'}: Read-only file system" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
-def test_convert_into_a_read_only_folder(tmp_path: Path, conll: Path) -> None:
+def test_convert_into_a_read_only_folder(tmp_path: Path) -> None:
+    """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
+    import sys
+
+    from conftest import run_unprivileged
+
+    source = tmp_path / "data.txt"
+    source.write_text(CONLL, encoding="utf-8")
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        assert f"cannot write {folder / 'out.spacy'}" in run("convert", conll, folder / "out.spacy")
+        result = run_unprivileged([sys.executable, "-m", "spacy_ner_project", "convert", str(source), str(folder / "out.spacy")],
+                                  cwd=str(tmp_path))
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and len(lines) == 1, result.stdout + result.stderr
+        assert f"cannot write {folder / 'out.spacy'}" in lines[0] and "Permission denied" in lines[0]
+        assert list(folder.iterdir()) == []
     finally:
         folder.chmod(0o755)
 
@@ -195,8 +206,23 @@ def test_evaluate_gpu_that_is_not_there(tmp_path: Path, gold: Path, pipeline: Pa
     def no_gpu(gpu_id: int) -> None:
         raise ValueError("GPU is not accessible. Was the library installed correctly?")
 
-    monkeypatch.setattr("spacy_ner_project.evaluation.evaluate.spacy.require_gpu", no_gpu)
+    monkeypatch.setattr("spacy.require_gpu", no_gpu)
     assert "--gpu-id 0: GPU is not accessible" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--gpu-id", "0")
+
+
+def test_the_core_names_no_command_line_option_for_a_gpu_it_cannot_use(monkeypatch) -> None:
+    """The library says which GPU and why; only the command adds its --gpu-id."""
+    from spacy_ner_project.pipelines import DeviceError, use_device
+
+    def no_gpu(gpu_id: int) -> None:
+        raise ValueError("GPU is not accessible")
+
+    monkeypatch.setattr("spacy.require_gpu", no_gpu)
+    with pytest.raises(DeviceError) as err:
+        use_device(1)
+    assert (err.value.gpu_id, err.value.reason) == (1, "GPU is not accessible")
+    assert "--" not in str(err.value) and "GPU 1" in str(err.value)
+    use_device(-1)  # the CPU: nothing to require
 
 
 def test_an_os_error_anywhere_is_one_line(tmp_path: Path, gold: Path, pipeline: Path, monkeypatch) -> None:
@@ -259,6 +285,18 @@ def test_serve_llm_unknown_model_and_missing_command(tmp_path: Path) -> None:
 
     assert issubclass(LocalServerError, UserError)
     assert "msg.fail" not in Path(serve_llm.__file__).read_text()
+
+
+def test_serve_llm_without_the_extra_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-cpp-python missing (imports made to fail here, whether or not it is installed)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    monkeypatch.setitem(sys.modules, "llama_cpp.server", None)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    line = run("serve-llm", "--model", str(gguf), "--", "echo", "hi")
+    assert "llama-cpp-python's server is not installed" in line and '".[local-llm]"' in line
 
 
 def test_sentence_docbin_places_entities_and_refuses_a_split_token(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from spacy_ner_project.docbin import sentence_docbin
 from spacy_ner_project.evaluation.evaluate import run_evaluation
-from spacy_ner_project.evaluation.pipelines import model_overrides
 from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
+from spacy_ner_project.pipelines import model_overrides
 
 MODEL = "smollm2"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "llm_ner.cfg"

@@ -6,6 +6,7 @@ import ast
 import base64
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -164,6 +165,69 @@ def test_html_escapes_names_and_paths(corpus: Dict[str, Path]) -> None:
     assert "<script" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;gold&lt;/b&gt;.spacy" in page
     assert page.count('class="entities"') == 2 * 2  # displaCy's HTML itself is not escaped
+
+
+def diff_section(page: str) -> str:
+    return page.split("<h2>Where predictions differ from gold</h2>")[1].split("<h2>")[0]
+
+
+def test_html_marks_where_each_prediction_differs_from_gold(two_pipeline_report: Path) -> None:
+    section = diff_section((two_pipeline_report / "report.html").read_text())
+    header, *counts = html_rows(section.split("</table>")[0])
+    assert header[:3] == ["Pipeline", "Gold", "Predicted"] and header[3:] == [
+        "✓ correct", "− missed", "+ spurious", "≠ wrong type", "↔ wrong boundary", "≠↔ wrong type and boundary"
+    ]
+    assert counts == [
+        ["trained", "8", "7", "6", "1", "0", "0", "1", "0"],  # "Ann" for "Ann Lee"; Rome missed
+        ["llm", "8", "6", "4", "3", "1", "1", "0", "0"],  # Acme Corp and both Bobs missed, Berlin ORG, "Nothing"
+    ]
+    assert "<caption>Legend</caption>" in section
+    doc = section.split("<h3>Document tiny-1</h3>")[1].split("<h3>")[0]
+    trained, llm = doc.split("<h4>")[1:]
+    assert trained.startswith("trained</h4>") and llm.startswith("llm</h4>")
+    assert 'title="wrong type — gold: LOC “Berlin” / predicted: ORG “Berlin”"' in llm
+    assert '<span class="seg-both">Berlin</span><span class="diff-tag tag-wrong_type">≠ wrong type LOC → ORG</span>' in llm
+    assert '<span class="diff diff-missed" title="missed — gold: ORG “Acme Corp” / predicted: none">' in llm
+    assert '<span class="seg-gold">Acme Corp</span>' in llm
+    assert "2 missed, 1 wrong type<" in llm and "3 correct<" in trained
+    first = section.split("<h3>Document tiny-0</h3>")[1].split("<h3>")[0]
+    assert '<span class="seg-both">Ann</span><span class="seg-gold"> Lee</span>' in first  # trained: " Lee" missing
+    nothing = section.split("<h3>Document tiny-2</h3>")[1].split("<h3>")[0]
+    assert '<span class="seg-pred">Nothing</span><span class="diff-tag tag-spurious">+ spurious MISC</span>' in nothing
+    md = (two_pipeline_report / "report.md").read_text()
+    assert "| trained | 8 | 7 | 6 | 1 | 0 | 0 | 1 | 0 |" in md and "| llm | 8 | 6 | 4 | 3 | 1 | 1 | 0 | 0 |" in md
+
+
+def test_the_differences_escape_entity_texts_and_labels() -> None:
+    nlp = spacy.blank("en")
+    gold = nlp.make_doc('<b> Tom & "Jerry" .')  # tokens: < b > Tom & " Jerry " .
+    gold.ents = [Span(gold, 3, 4, label="PER"), Span(gold, 5, 8, label="PER")]
+    pipeline = ruler_pipeline([{"label": "<i>", "pattern": "Tom"}, {"label": "PER", "pattern": "Jerry"}])
+    section = diff_section(render_html(evaluate_pipelines({"x": pipeline}, [gold]), displacy_limit=1))
+    assert "<b>" not in section and "<i>" not in section and "&lt;b&gt;" in section
+    assert 'title="wrong type — gold: PER “Tom” / predicted: &lt;i&gt; “Tom”"' in section
+    assert 'title="wrong boundary — gold: PER “&#34;Jerry&#34;” / predicted: PER “Jerry”"' in section
+    assert "≠ wrong type PER → &lt;i&gt;" in section
+
+
+def test_evaluate_without_matplotlib_writes_everything_but_the_figures(
+    corpus: Dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib made unimportable here, whether or not it is installed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path))
+    assert code == 0, output
+    assert all((tmp_path / name).is_file() for name in ("metrics.json", "report.md", "report.html"))
+    skipped = [line for line in output.splitlines() if "figures skipped" in line]
+    assert skipped == [
+        '⚠ label-confusion figures skipped: matplotlib is not installed (pip install "spacy-ner-project[report]"); '
+        "the tables in report.md hold the same counts"
+    ]
+    page = (tmp_path / "report.html").read_text()
+    assert "<img" not in page and "figures skipped: matplotlib is not installed" in page
+    assert "<h2>Where predictions differ from gold</h2>" in page and 'class="entities"' in page
+    assert json.loads((tmp_path / "metrics.json").read_text())["pipelines"]["good"]["ents_f"] > 0
 
 
 def test_evaluate_core_does_not_import_the_report() -> None:

@@ -1,12 +1,16 @@
 """The HTML report in a real headless browser (Debian's chromium, driven over DevTools).
 
 The page must load from file:// with no console message, no exception and no failed load, and
-show the per-type tables, the confusion images (decoded) and the displaCy renderings. A page with
-a script error and a missing image is loaded the same way to show the check does catch them.
+show the per-type tables, the confusion images (decoded), the displaCy renderings and, per
+pipeline, the text with each entity marked where it differs from gold (colour, a visible tag,
+struck-through and underlined text, a gold / predicted tooltip); that section is also saved as
+a screenshot (``diff.png`` beside the report) to look at. A page with a script error and a
+missing image is loaded the same way to show the check does catch them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -54,8 +58,22 @@ PROBE = """JSON.stringify({
   renderings: document.querySelectorAll("div.entities").length,
   marks: document.querySelectorAll("div.entities mark").length,
   images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
-  title: document.title
+  title: document.title,
+  diffs: Array.from(document.querySelectorAll(".doc-grid span.diff")).map(e => [e.className, e.title]),
+  tagsShown: Array.from(document.querySelectorAll(".doc-grid .diff-tag")).map(e => e.getBoundingClientRect().width > 0),
+  goldOnly: (e => e && getComputedStyle(e).textDecorationLine)(document.querySelector(".doc-grid .seg-gold")),
+  predOnly: (e => e && getComputedStyle(e).textDecorationLine)(document.querySelector(".doc-grid .seg-pred")),
+  legendRows: document.querySelectorAll("table.diff-legend tbody tr").length
 })"""
+# The page box of the "where predictions differ" section: its heading to the next heading.
+DIFF_BOX = """(() => {
+  const headings = Array.from(document.querySelectorAll("h2"));
+  const start = headings.find(h => h.textContent.startsWith("Where predictions differ"));
+  const end = headings[headings.indexOf(start) + 1];
+  const top = start.getBoundingClientRect().top + window.scrollY - 8;
+  return JSON.stringify({x: 0, y: top, width: document.documentElement.scrollWidth,
+                         height: end.getBoundingClientRect().top + window.scrollY - top, scale: 1});
+})()"""
 
 
 class Browser:
@@ -139,6 +157,12 @@ class Browser:
         probe = json.loads(self.send("Runtime.evaluate", expression=PROBE, returnByValue=True)["result"]["value"])
         return {"problems": problems, "requested": requested, **probe}
 
+    def screenshot(self, clip_expression: str) -> bytes:
+        """PNG of the page box that ``clip_expression`` returns as JSON (x, y, width, height, scale)."""
+        clip = json.loads(self.send("Runtime.evaluate", expression=clip_expression, returnByValue=True)["result"]["value"])
+        shot = self.send("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)
+        return base64.b64decode(shot["data"])
+
     def close(self) -> None:
         self.socket.close()
         self.process.terminate()
@@ -186,6 +210,22 @@ def test_report_loads_cleanly_and_shows_tables_images_and_renderings(browser: Br
     assert page["marks"] > 0
     assert len(page["images"]) == 2
     assert all(complete and width > 100 and height > 100 for complete, width, height in page["images"])
+
+
+def test_report_marks_where_each_prediction_differs_from_gold(browser: Browser, report: Path) -> None:
+    browser.send("Emulation.setDeviceMetricsOverride", width=1200, height=900, deviceScaleFactor=1, mobile=False)
+    page = browser.load(report.as_uri())
+    assert page["problems"] == []
+    classes = [cls for cls, _ in page["diffs"]]
+    assert {"diff diff-correct", "diff diff-missed", "diff diff-spurious", "diff diff-wrong_type", "diff diff-wrong_boundary"} <= set(classes)
+    assert all(" — gold: " in title and " / predicted: " in title for _, title in page["diffs"])
+    assert "wrong type — gold: LOC “Berlin” / predicted: ORG “Berlin”" in [title for _, title in page["diffs"]]
+    assert page["tagsShown"] and all(page["tagsShown"]), "every marked span shows its tag"
+    assert (page["goldOnly"], page["predOnly"]) == ("line-through", "underline")  # readable without colour
+    assert page["legendRows"] == 6 + 2  # the categories, then struck-through and underlined
+    png = browser.screenshot(DIFF_BOX)
+    assert png.startswith(b"\x89PNG")
+    (report.parent / "diff.png").write_bytes(png)
 
 
 def test_the_check_catches_errors_and_failed_loads(browser: Browser, tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """Load PIPELINE the same way in every worker, and bound an LLM pipeline's requests.
 
+PIPELINE is anything :func:`spacy_ner_project.pipelines.load_pipeline` loads (a saved folder,
+an installed package, ``blank:LANG``, a config file), checked before any worker starts, with
+the same errors as ``evaluate``; each worker then loads it through that same function.
+
 Requests in flight: each worker (a Ray actor or an ``nlp.pipe`` process) gets its own copy of
 the pipeline and so its own request pool; with W workers the server would see W × the
 configured ``concurrency``. The annotate run therefore sets, through spaCy config overrides
@@ -18,18 +22,16 @@ answer on a cluster, run the rerun on the same single node or copy the cache fil
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from spacy_ner_project.errors import UserError
+from spacy_ner_project.pipelines import CACHE_FUNCTION, CONFIG, FOLDER, load_pipeline, pipeline_config, source_kind, use_device
 
 if TYPE_CHECKING:
     from spacy.language import Language
     from thinc.api import Config
-
-CACHE_FUNCTION = "spacy_ner_project.SQLiteCache.v1"
 
 
 @dataclass(frozen=True)
@@ -47,31 +49,8 @@ class PipelineSpec:
         if self.code is not None:
             spacy.util.import_file("annotate_code", self.code)
         if self.use_gpu:
-            spacy.require_gpu()
-        return spacy.load(self.name, config=dict(self.overrides))
-
-
-def config_path(name: str) -> Path:
-    """config.cfg of a pipeline folder or an installed pipeline package."""
-    import spacy
-
-    path = Path(name)
-    if path.is_dir():
-        if not (path / "config.cfg").exists():
-            raise UserError(f"PIPELINE {path} has no config.cfg: pass a saved pipeline folder such as training/x/model-best")
-        return path / "config.cfg"
-    if path.exists():
-        raise UserError(f"PIPELINE {path} is a file: pass a saved pipeline folder or an installed package name")
-    if not spacy.util.is_package(name):
-        raise UserError(
-            f"PIPELINE {name!r} is neither a folder nor an installed pipeline package: "
-            "pass a folder such as training/x/model-best, or pip install the package"
-        )
-    package_dir = Path(importlib.import_module(name).__file__ or "").parent
-    found = sorted(package_dir.glob("*/config.cfg"))
-    if not found:
-        raise UserError(f"the installed package {name} has no */config.cfg under {package_dir}: reinstall it")
-    return found[0]
+            use_device(0)  # the worker's own GPU (Ray sets CUDA_VISIBLE_DEVICES)
+        return load_pipeline(self.name, overrides=self.overrides)
 
 
 def llm_components(config: Config) -> Dict[str, Dict[str, Any]]:
@@ -115,12 +94,14 @@ def pipeline_spec(
     name: str, *, workers: int, capacity: Optional[int], cache: Optional[Path], code: Optional[Path], use_gpu: bool
 ) -> PipelineSpec:
     """The spec every worker loads, with the LLM overrides for ``workers`` copies."""
-    from spacy.util import load_config
-
     if code is not None and not code.is_file():
-        raise UserError(f"--code {code} is not a file: pass the Python file that registers your components")
-    config = load_config(config_path(name), interpolate=True)
-    if Path(name).is_dir():
+        raise UserError(f"{code} is not a file: give the Python file that registers your custom components")
+    kind = source_kind(name)
+    config = pipeline_config(name)
+    if kind in (FOLDER, CONFIG):
         name = str(Path(name).resolve())  # workers may run elsewhere (a Ray worker's own directory)
     overrides = llm_overrides(config, workers=workers, capacity=capacity, cache=cache, cwd=Path.cwd())
+    train = (config.get("paths") or {}).get("train") if kind == CONFIG else None
+    if train:  # a config's few-shot examples, found from any worker's directory
+        overrides["paths.train"] = str((Path.cwd() / str(train)).resolve())
     return PipelineSpec(name=name, overrides=overrides, code=str(code.resolve()) if code else None, use_gpu=use_gpu)

@@ -7,8 +7,9 @@ few-shot examples from ``paths.train``) on the same gold data and writes ``metri
 ``report.md`` and ``report.html`` to DIR. spaCy config overrides come after the arguments
 (``--llm.max_tokens 64``, ``--paths.train null``) and apply to every pipeline. For a pipeline
 with an LLM model the progress bar counts done / cached / failed prompts, the metrics get an
-``llm`` block, and the command exits 1 when the share of docs whose request failed exceeds
-``--max-failed`` (the metrics are written first; a rerun repeats only the failed requests).
+``llm`` block, and the command exits 1 when the share of docs whose request finally failed
+exceeds ``--max-failed`` (the metrics are written first; a rerun repeats only the failed
+requests).
 
 ``llm-evaluate`` is the same command with the LLM case's defaults (``--unit sents``,
 ``--n-docs 100``). Example (Ollama on this machine, cached)::
@@ -20,8 +21,9 @@ with an LLM model the progress bar counts done / cached / failed prompts, the me
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 import typer
 from wasabi import msg
@@ -62,10 +64,22 @@ def print_evaluation(evaluation: Evaluation) -> None:
             continue
         block = result.llm
         stats = ", ".join(f"{key} {value}" for key, value in block["model_stats"].items())
-        msg.info(f"{result.name}: {block['n_docs']} docs in {block['seconds']}s ({block['docs_per_second']} docs/s); {stats}")
+        rate = "n/a" if block["docs_per_second"] is None else block["docs_per_second"]  # None: no answer came
+        msg.info(f"{result.name}: {block['n_docs']} docs in {block['seconds']}s ({rate} docs/s); {stats}")
         msg.info(f"{result.name} task: " + ", ".join(f"{key} {value}" for key, value in block["task_report"].items()))
     for line in llm_notes(evaluation):
         msg.warn(line)
+
+
+@contextmanager
+def gpu_option() -> Iterator[None]:
+    """The core's DeviceError in the words of the ``--gpu-id`` option."""
+    from spacy_ner_project.pipelines import DeviceError
+
+    try:
+        yield
+    except DeviceError as err:
+        raise UserError(f"--gpu-id {err.gpu_id}: {err.reason}; use --gpu-id {CPU} for the CPU") from err
 
 
 def run_command(
@@ -87,7 +101,8 @@ def run_command(
     max_failed: float,
 ) -> None:
     """The body of ``evaluate`` and ``llm-evaluate``."""
-    from spacy_ner_project.evaluation import evaluate, pipelines, report
+    from spacy_ner_project import pipelines
+    from spacy_ner_project.evaluation import evaluate, report
 
     positional, overrides = split_overrides(paths, list(ctx.args))
     if len(positional) < 2:
@@ -101,18 +116,19 @@ def run_command(
     except ValueError as err:
         raise UserError(str(err)) from err
     overrides.update(pipelines.model_overrides(component=component, model=model, base_url=base_url, cache=cache))
-    evaluation = evaluate.run_evaluation(
-        positional[:-1],
-        Path(positional[-1]),
-        names=names,
-        n_docs=n_docs,
-        unit=unit,
-        overrides=overrides,
-        gpu_id=gpu_id,
-        batch_size=batch_size,
-        settings=settings,
-        show_progress=True,
-    )
+    with gpu_option():
+        evaluation = evaluate.run_evaluation(
+            positional[:-1],
+            Path(positional[-1]),
+            names=names,
+            n_docs=n_docs,
+            unit=unit,
+            overrides=overrides,
+            gpu_id=gpu_id,
+            batch_size=batch_size,
+            settings=settings,
+            show_progress=True,
+        )
     report.write_report(evaluation, output, displacy_limit=displacy_limit)
     print_evaluation(evaluation)
     msg.good(f"Report written to {output} (metrics.json, report.md, report.html)")
@@ -147,7 +163,7 @@ def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Call
         model: Optional[str] = typer.Option(None, "--model", help="LLM: override the model name"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="LLM: override the API base URL"),
         cache: Optional[Path] = typer.Option(None, "--cache", help="LLM: SQLite response cache file (created if missing)"),
-        max_failed: float = typer.Option(DEFAULT_POLICY.max_failed, "--max-failed", help="LLM: exit 1 when the share of docs whose request failed exceeds this (0-1); all failed always exits 1"),
+        max_failed: float = typer.Option(DEFAULT_POLICY.max_failed, "--max-failed", help="LLM: exit 1 when the share of docs whose request finally failed exceeds this (0-1); all failed always exits 1"),
     ) -> None:
         from spacy_ner_project.evaluation.evaluate import match_settings
 
@@ -184,7 +200,7 @@ def llm_assemble_cli(
     initialise and save it. Config values: spaCy overrides, e.g. --llm.model llama3.1:8b."""
     from spacy.cli._util import parse_config_overrides
 
-    from spacy_ner_project.evaluation import pipelines
+    from spacy_ner_project import pipelines
 
     if not config.is_file():
         raise UserError(f"{config}: no such config file; give the LLM pipeline config, e.g. configs/llm_ner.cfg")

@@ -9,10 +9,11 @@ written with ``report.md`` and ``report.html`` by :mod:`spacy_ner_project.evalua
   ``settings`` (the fuzzy matcher's), ``sources``, ``disagreements``;
 - ``pipelines``: per pipeline, spaCy's keys (what ``nlp.evaluate`` gives: tokenizer and every
   component's scorer, plus ``ents_p/r/f/per_type`` from ``get_ner_prf``), ``fuzzy_ents_*`` and
-  ``speed`` (words per second);
+  ``speed`` (words per second; None for an LLM pipeline of which no request got an answer);
 - ``confusion``: per pipeline, {gold label: {predicted label: count}};
 - ``llm``: per pipeline with an LLM model only (:mod:`spacy_ner_project.evaluation.llm`):
-  ``model_stats``, ``task_report``, ``seconds``, ``docs_per_second``, ``problems``, ``warnings``.
+  ``model_stats``, ``task_report``, ``seconds``, ``docs_per_second`` (None when no request got
+  an answer), ``problems``, ``warnings``.
 
 The entities may come from any component (``ner``, ``llm``, an entity ruler...): each
 pipeline's ``doc.ents`` are scored directly.
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import spacy
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
@@ -37,7 +37,7 @@ from spacy_ner_project.defaults import CPU
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation import llm
 from spacy_ner_project.evaluation.gold import UNITS, read_gold
-from spacy_ner_project.evaluation.pipelines import load_pipeline
+from spacy_ner_project.pipelines import load_pipeline, use_device
 from spacy_ner_project.progress import progress
 from spacy_ner_project.scoring.matching import MODES, MatchSettings
 from spacy_ner_project.scoring.spans import NO_ENTITY, boundary_confusion, score_fuzzy_ents
@@ -179,7 +179,8 @@ def score_pipeline(
     examples = [Example(pred, ref) for pred, ref in zip(predictions, gold)]
     scores = score_predictions(nlp, predictions, gold, settings=settings)
     n_words = sum(len(doc) for doc in predictions)
-    scores["speed"] = n_words / seconds if seconds > 0 else None
+    timed = seconds > 0 and (run is None or not llm.every_request_failed(predictions))
+    scores["speed"] = n_words / seconds if timed else None
     block = run.block(predictions) if run is not None else None
     return PipelineResult(name, source, scores, predictions, confusion_table(examples), block)
 
@@ -222,14 +223,11 @@ def run_evaluation(
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
 ) -> Evaluation:
-    """Load the pipelines (directories, package names or config files, see
-    :func:`~spacy_ner_project.evaluation.pipelines.load_pipeline`; ``overrides`` apply to each)
-    and score them on the first ``n_docs`` units of ``data_path`` (None or 0: all)."""
-    if gpu_id >= 0:
-        try:
-            spacy.require_gpu(gpu_id)
-        except ValueError as err:  # no GPU, or no cupy
-            raise UserError(f"--gpu-id {gpu_id}: {err}; use --gpu-id {CPU} for the CPU") from err
+    """Load the pipelines (folders, package names, ``blank:LANG`` or config files, see
+    :func:`~spacy_ner_project.pipelines.load_pipeline`; ``overrides`` apply to each) on GPU
+    ``gpu_id`` (a :class:`~spacy_ner_project.pipelines.DeviceError` when it cannot be used) and
+    score them on the first ``n_docs`` units of ``data_path`` (None or 0: all)."""
+    use_device(gpu_id)
     gold = read_gold(data_path, n_docs=n_docs, unit=unit)  # first: a bad path fails before a cache file is made
     labels = pipeline_names(sources, names)
     pipelines = {name: load_pipeline(source, overrides=overrides, unit=unit) for name, source in zip(labels, sources)}

@@ -9,6 +9,14 @@ templates in ``spacy_ner_project/evaluation/templates`` and is self-contained: i
 the confusion matrices as PNG data: URIs, and displaCy renderings (gold beside every pipeline)
 of the documents where they disagree plus a sample.
 
+Both reports count where each pipeline differs from gold (correct, missed, spurious, wrong type,
+wrong boundary, wrong type and boundary: :mod:`spacy_ner_project.scoring.diff`), and the HTML
+page shows those documents with gold and predicted entities inline in one text per pipeline,
+side by side, each span marked by its category (:mod:`spacy_ner_project.evaluation.diff_view`).
+
+The confusion figures need matplotlib (the ``[report]`` extra); without it the page says so
+where they would be, one warning is logged, and everything else is written as usual.
+
 A pipeline with an LLM model also gets a table of its run (requests, cache hits, failures, what
 the task could not use) from the metrics' ``llm`` block.
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -31,8 +40,10 @@ from spacy import displacy
 from spacy.tokens import Doc
 
 from spacy_ner_project.defaults import DISPLACY_LIMIT
+from spacy_ner_project.evaluation import diff_view
 from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult
-from spacy_ner_project.evaluation.formatting import percent
+from spacy_ner_project.evaluation.formatting import MISSING, percent
+from spacy_ner_project.extras import EXTRA_OF_MODULE, install_command
 from spacy_ner_project.scoring.matching import COUNT_NAMES, MODES
 from spacy_ner_project.scoring.spans import NO_ENTITY, score_key
 
@@ -41,6 +52,8 @@ SPACY_SCHEME = "spacy"
 PRF = Tuple[Optional[float], Optional[float], Optional[float]]
 # Colour-blind-friendly palette for entity labels in displaCy.
 PALETTE = ("#8ecae6", "#ffb703", "#b5e48c", "#f4a3a8", "#cdb4db", "#ffd6a5", "#a8dadc", "#e9c46a")
+FIGURE_MODULE = "matplotlib"
+logger = logging.getLogger(__name__)
 
 
 def schemes(evaluation: Evaluation) -> List[Tuple[str, str]]:
@@ -96,6 +109,11 @@ def unit_name(evaluation: Evaluation) -> str:
 
 def fmt(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def fmt_cell(value: Any) -> str:
+    """A table cell: the value, or MISSING ("-") for none (docs/s when no request got an answer)."""
+    return MISSING if value is None else str(value)
 
 
 def support_of(evaluation: Evaluation, label: str) -> int:
@@ -162,8 +180,13 @@ def llm_rows(evaluation: Evaluation) -> List[List[str]]:
         if r.llm is None:
             continue
         block = {**r.llm, "name": r.name}
-        rows.append([str((block.get(part) if part else block).get(key, "-")) for _, part, key in LLM_COLUMNS])
+        rows.append([fmt_cell((block.get(part) if part else block).get(key)) for _, part, key in LLM_COLUMNS])
     return rows
+
+
+def differences(evaluation: Evaluation) -> List[diff_view.PipelineDifferences]:
+    """Every pipeline's differences from gold, per document (character offsets)."""
+    return diff_view.pipeline_differences(evaluation.gold, {r.name: r.predictions for r in evaluation.results})
 
 
 def llm_notes(evaluation: Evaluation) -> List[str]:
@@ -228,6 +251,12 @@ def render_markdown(evaluation: Evaluation) -> str:
     for scheme, title in schemes(evaluation):
         parts += ["", f"## {title}", "", md_scheme_table(evaluation, scheme)]
     parts += ["", "## Counts per mode", "", md_table(COUNT_HEADER, count_rows(evaluation))]
+    parts += [
+        "",
+        "## Differences from gold (every entity once; the documents are marked in report.html)",
+        "",
+        md_table(diff_view.COUNT_HEADER, diff_view.count_rows(evaluation.gold, differences(evaluation))),
+    ]
     if llm_rows(evaluation):
         parts += ["", "## LLM runs", "", md_table([h for h, _, _ in LLM_COLUMNS], llm_rows(evaluation))]
         notes = llm_notes(evaluation)
@@ -312,6 +341,22 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def confusion_figures(evaluation: Evaluation) -> Tuple[List[Tuple[str, str]], Optional[str]]:
+    """(pipeline name, PNG data: URI) of every confusion figure and None; without matplotlib, no
+    figures and the one line that says why (also logged as a warning)."""
+    try:
+        return [(r.name, data_uri(confusion_png(r))) for r in evaluation.results], None
+    except ImportError as error:
+        if (error.name or "").split(".")[0] != FIGURE_MODULE:
+            raise
+    note = (
+        f"label-confusion figures skipped: {FIGURE_MODULE} is not installed "
+        f"({install_command([EXTRA_OF_MODULE[FIGURE_MODULE]])}); the tables in report.md hold the same counts"
+    )
+    logger.warning(note)
+    return [], note
+
+
 def label_colors(evaluation: Evaluation) -> Dict[str, str]:
     labels = set(evaluation.support)
     for r in evaluation.results:
@@ -349,6 +394,8 @@ def render_html(evaluation: Evaluation, *, displacy_limit: int = DISPLACY_LIMIT)
     colors = label_colors(evaluation)
     disagreements = evaluation.disagreements()
     limit = max(displacy_limit, 0)
+    found = differences(evaluation)
+    figures, figure_note = confusion_figures(evaluation)
     return templates().get_template("report.html.jinja").render(
         title="NER evaluation report",
         data=evaluation.data,
@@ -367,7 +414,13 @@ def render_html(evaluation: Evaluation, *, displacy_limit: int = DISPLACY_LIMIT)
         llm_rows=llm_rows(evaluation),
         llm_notes=llm_notes(evaluation),
         no_entity=NO_ENTITY,
-        confusion_images=[(r.name, data_uri(confusion_png(r))) for r in evaluation.results],
+        confusion_images=figures,
+        confusion_note=figure_note,
+        diff_header=diff_view.COUNT_HEADER,
+        diff_rows=diff_view.count_rows(evaluation.gold, found),
+        legend_rows=diff_view.legend(),
+        diff_sides=diff_view.SIDES,
+        diff_docs=diff_view.diff_grids(evaluation.gold, found, disagreements[:limit], evaluation.doc_id),
         n_disagreements=len(disagreements),
         disagreements=doc_grids(evaluation, disagreements[:limit], colors),
         sample=doc_grids(evaluation, range(min(limit, len(evaluation.gold))), colors),

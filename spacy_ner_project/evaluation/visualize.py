@@ -10,13 +10,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from spacy_ner_project.defaults import VISUALIZE_LIMIT
 from spacy_ner_project.files import check_output_file, write_atomic
 
 
-def visualize(model: str, data: Path, output: Path, *, limit: int = 20, batch_size: int = 32) -> Path:
+def visualize(model: str, data: Path, output: Path, *, limit: int = VISUALIZE_LIMIT, batch_size: int = 32) -> Path:
     """Render the first ``limit`` documents of ``data``: gold beside the pipeline's entities."""
-    from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, load_pipeline, predict, read_gold
+    from spacy_ner_project.evaluation.evaluate import Evaluation, PipelineResult, predict, read_gold
     from spacy_ner_project.evaluation.report import html_doc_grids, html_page, label_colors
+    from spacy_ner_project.pipelines import load_pipeline
 
     check_output_file(output)
     gold = read_gold(data, n_docs=limit)

@@ -105,15 +105,8 @@ def pair_score(
     if mode == "overlap":
         if gold.label != pred.label:
             return None
-        shared = min(gold.end, pred.end) - max(gold.start, pred.start)
-        gold_len = gold.end - gold.start
-        if shared <= 0 or gold_len <= 0:
-            return None
-        share = shared / gold_len
-        if share < settings.min_overlap:
-            return None
-        union = max(gold.end, pred.end) - min(gold.start, pred.start)
-        return (share, shared / union)
+        overlap = overlap_score(gold, pred)
+        return overlap if overlap is not None and overlap[0] >= settings.min_overlap else None
     if mode == "text":
         if gold.label != pred.label:
             return None
@@ -126,12 +119,33 @@ def match_entities(
     gold: Sequence[Entity], pred: Sequence[Entity], *, mode: str, settings: MatchSettings
 ) -> List[Tuple[int, int]]:
     """One-to-one greedy matching; returns (gold index, pred index) pairs in the order taken."""
+    return greedy_pairs(gold, pred, lambda g, p: pair_score(g, p, mode=mode, settings=settings))
+
+
+def overlap_score(gold: Entity, pred: Entity) -> Optional[Tuple[float, float]]:
+    """(share of the gold entity's units covered, intersection over union) of two entities that
+    share at least one unit (token, or character when both use character offsets), whatever
+    their labels; None when they share none."""
+    shared = min(gold.end, pred.end) - max(gold.start, pred.start)
+    gold_len = gold.end - gold.start
+    if shared <= 0 or gold_len <= 0:
+        return None
+    union = max(gold.end, pred.end) - min(gold.start, pred.start)
+    return (shared / gold_len, shared / union)
+
+
+def greedy_pairs(
+    gold: Sequence[Entity], pred: Sequence[Entity], score: Callable[[Entity, Entity], Optional[Tuple[float, ...]]]
+) -> List[Tuple[int, int]]:
+    """The one-to-one greedy matching of the module docstring under any pair ``score`` (None:
+    no candidate): best score first, ties by the earlier gold entity, then the earlier
+    prediction (their indices); returns (gold index, pred index) pairs in the order taken."""
     candidates = []
     for g_index, g in enumerate(gold):
         for p_index, p in enumerate(pred):
-            score = pair_score(g, p, mode=mode, settings=settings)
-            if score is not None:
-                candidates.append((tuple(-s for s in score), g_index, p_index))
+            found = score(g, p)
+            if found is not None:
+                candidates.append((tuple(-s for s in found), g_index, p_index))
     candidates.sort()
     used_gold: set = set()
     used_pred: set = set()
