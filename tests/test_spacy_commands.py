@@ -48,11 +48,23 @@ def test_spacy_debug_data_runs_on_every_trained_config(config: Path, corpus: Dic
     assert "Training stats" in output and "Named Entity Recognition" in output
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[path.name for path in CONFIGS])
-def test_spacy_debug_config_runs_on_every_config(config: Path, corpus: Dict[str, Path]) -> None:
+@pytest.mark.parametrize("config", TRAINED, ids=[path.name for path in TRAINED])
+def test_spacy_debug_config_runs_on_every_trained_config(config: Path, corpus: Dict[str, Path]) -> None:
     output = spacy_command("debug", "config", str(config), "--paths.train", str(corpus["train"]),
                            "--paths.dev", str(corpus["dev"]))
     assert "Config is valid" in output
+
+
+ASSEMBLED = [path for path in CONFIGS if path not in TRAINED]
+
+
+@pytest.mark.parametrize("config", ASSEMBLED, ids=[path.name for path in ASSEMBLED])
+def test_spacy_assemble_runs_on_every_llm_config(config: Path, corpus: Dict[str, Path], tmp_path: Path) -> None:
+    """The LLM config is an assemble config, as spacy-llm's are (no [training]: spacy debug config
+    and spacy train are for training configs): spacy assemble saves a pipeline that loads, offline."""
+    spacy_command("assemble", str(config), str(tmp_path / "llm"), "--paths.train", str(corpus["train"]))
+    nlp = spacy.load(tmp_path / "llm")
+    assert nlp.pipe_names == ["llm"]
 
 
 @pytest.mark.parametrize("config", TRAINED, ids=[path.name for path in TRAINED])

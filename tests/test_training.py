@@ -78,6 +78,18 @@ def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corp
     assert all(len(doc) > 0 for doc in predicted)
 
 
+def test_spacy_evaluate_and_benchmark_speed_run_on_a_trained_pipeline(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path], tmp_path: Path) -> None:
+    """spaCy's own commands on a pipeline this project trained (the plugin found by entry points)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    scores = tmp_path / "scores.json"
+    _run([sys.executable, "-m", "spacy", "evaluate", str(tiny_trf_pipeline), str(demo_corpus["test"]),
+          "--output", str(scores)], env=env)
+    assert "ents_f" in json.loads(scores.read_text())
+    result = _run([sys.executable, "-m", "spacy", "benchmark", "speed", str(tiny_trf_pipeline), str(demo_corpus["test"]),
+                   "--batch-size", "1", "--batches", "30", "--warmup", "1"], env=env)
+    assert "words/s" in result.stdout
+
+
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
