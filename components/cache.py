@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Union
 
+from spacy_ner_project.errors import SettingPathError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -56,12 +58,19 @@ def cache_key(model_id: str, prompt: str) -> str:
     return digest.hexdigest()
 
 
-class ResponseCacheError(ValueError):
-    """A cache path that cannot hold the response cache; the message names the path and the fix."""
+# The config setting that names the cache file (configs/llm_ner.cfg).
+_SETTING = "paths.llm_cache"
+
+
+class ResponseCacheError(SettingPathError):
+    """A path that cannot hold the response cache: the message names it and what to do (a
+    UserError, shown as one line by the command line, in the words of the option that gave it)."""
+
+    def __init__(self, path: Union[str, Path], problem: str, *, fix: str = "") -> None:
+        super().__init__(path, problem=problem, setting=_SETTING, fix=fix)
 
 
 _COLUMNS = {"key", "model_id", "prompt", "response", "created"}
-_ELSEWHERE = "point paths.llm_cache elsewhere"
 
 
 class ResponseCache:
@@ -73,10 +82,18 @@ class ResponseCache:
         self._db: Optional[sqlite3.Connection] = _open(self.path)
 
     def _execute(self, query: str, args: tuple = ()) -> List[tuple]:
+        """The rows of ``query``; a file that turns out unusable (damaged where opening it did not
+        look, made read-only since) raises ResponseCacheError."""
         with self._lock:
             if self._db is None:
                 raise RuntimeError(f"{self!r} is closed; create a new ResponseCache to use it again")
-            return self._db.execute(query, args).fetchall()
+            try:
+                return self._db.execute(query, args).fetchall()
+            except sqlite3.DatabaseError as err:
+                unusable = _unusable(self.path, err)
+                if unusable is None:
+                    raise
+                raise unusable from err
 
     def get(self, model_id: str, prompt: str) -> Optional[str]:
         """The cached response, or None."""
@@ -119,47 +136,73 @@ class ResponseCache:
 def _open(path: Path) -> sqlite3.Connection:
     """Open (creating if missing) the cache database at ``path``, or raise ResponseCacheError."""
     if path.is_dir():
-        raise ResponseCacheError(f"{path} is a directory, not an SQLite response cache: name a file, or {_ELSEWHERE}")
+        raise ResponseCacheError(path, f"{path} is a directory, not an SQLite response cache", fix="name a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ResponseCacheError(
-            f"cannot create the folder of the response cache {path} ({err.strerror or err}): {_ELSEWHERE}"
-        ) from err
+        reason = err.strerror or err
+        raise ResponseCacheError(path, f"cannot create the folder of the response cache {path} ({reason})") from err
     if not path.exists() and not os.access(path.parent, os.W_OK):
-        raise ResponseCacheError(f"cannot create the response cache {path}: its folder is not writable; {_ELSEWHERE}")
+        raise ResponseCacheError(path, f"cannot create the response cache {path}: its folder is not writable")
     try:
         # isolation_level=None: autocommit, every INSERT is durable when it returns.
         db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as err:
         if not path.exists():
-            raise ResponseCacheError(
-                f"cannot create the response cache {path}: its folder is not writable ({err}); {_ELSEWHERE}"
-            ) from err
-        raise ResponseCacheError(f"cannot open the response cache {path} ({err}): {_ELSEWHERE}") from err
+            problem = f"cannot create the response cache {path}: its folder is not writable ({err})"
+            raise ResponseCacheError(path, problem) from err
+        raise ResponseCacheError(path, f"cannot open the response cache {path} ({err})") from err
     try:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
-        if tables and not _COLUMNS <= columns:  # never add our table to another program's database
-            raise sqlite3.DatabaseError("an SQLite database without this cache's responses table")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(_SCHEMA)
+        _prepare(db)
     except sqlite3.DatabaseError as err:
         db.close()
-        if "readonly" in str(err) or "unable to open" in str(err):
-            raise ResponseCacheError(f"cannot write the response cache {path} ({err}): {_ELSEWHERE}") from err
-        raise ResponseCacheError(
-            f"{path} is not an SQLite response cache ({err}): delete it or {_ELSEWHERE}"
+        raise _unusable(path, err) or ResponseCacheError(
+            path, f"{path} is not an SQLite response cache ({err})", fix="delete it"
         ) from err
     return db
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """Check that ``db`` is this cache (or empty) and writable, and set it up."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    if tables and not _COLUMNS <= columns:  # never add our table to another program's database
+        raise sqlite3.DatabaseError("an SQLite database without this cache's responses table")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(_SCHEMA)
+    # a read-only file opens (read-only) and its cache table may be there already: write
+    # something that changes nothing, so it fails now, not at the first answer to store
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    db.execute(f"PRAGMA user_version = {int(version)}")
+
+
+def _unusable(path: Path, err: sqlite3.DatabaseError) -> Optional[ResponseCacheError]:
+    """The ResponseCacheError of a file SQLite cannot use as the cache (read-only, damaged, not
+    a database ...), from the error's result code; None for other errors (a busy database)."""
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code == sqlite3.SQLITE_READONLY:
+        problem = f"cannot write the response cache {path}: it is read-only"
+        return ResponseCacheError(path, problem, fix="make it writable")
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return ResponseCacheError(
+            path,
+            f"cannot write the response cache {path} ({err}): SQLite keeps its journal beside the file, so "
+            "its folder must be writable too",
+        )
+    if code == sqlite3.SQLITE_CORRUPT:
+        return ResponseCacheError(path, f"the response cache {path} is damaged ({err})", fix="delete it")
+    if code == sqlite3.SQLITE_NOTADB:
+        return ResponseCacheError(path, f"{path} is not an SQLite response cache ({err})", fix="delete it")
+    return None
 
 
 def sqlite_cache_v1(path: Union[str, Path]) -> ResponseCache:
     """Registered as ``spacy_ner_project.SQLiteCache.v1`` (llm_misc).
 
     path (str | Path): SQLite file; created with its folders if missing. A path that is a
-        folder, not writable, or a file that is not this cache raises ResponseCacheError (a
-        ValueError) naming the path.
+        folder or not writable, a read-only or damaged file, or a file that is not this cache
+        raises ResponseCacheError (a UserError, so a ValueError): one line naming the path and
+        what to do.
     """
     return ResponseCache(path)

@@ -19,14 +19,19 @@ the batch keep their results; nothing is raised for a failed request. Every resp
 ``elapsed_s`` (seconds its request took, None from the cache). Configuration errors (a bad
 setting, a named API-key variable that is unset) raise ``ValueError`` at construction.
 
-Bounded waits: a ``Retry-After`` (seconds or an HTTP date) is honoured up to
-``max_retry_wait`` seconds; a server asking for more is retried after the cap, and the final
-error says how long it asked for. A refused connection or unknown host (or a connection that
-timed out) is retried once, quickly, and after ``RetryPolicy.MAX_CONNECT_FAILURES`` consecutive
-connection failures the remaining requests of the call fail at once with one error naming
-``base_url``. Ctrl-C (KeyboardInterrupt in the calling thread) cuts every retry wait short,
-drops queued requests and aborts the ones in flight; the responses that had arrived are
-already committed to the cache, so a rerun repeats none of them.
+Bounded waits: every attempt ends ``timeout`` seconds after it began (connect, send and read
+together; ChatClient's watchdog), so a server that answers a byte at a time cannot hold a
+request longer. A ``Retry-After`` (seconds or an HTTP date) is honoured up to ``max_retry_wait``
+seconds. A server asking for more limits the client, not one request: the model's requests
+share that wait (SharedRetryAfter, across calls: a whole ``nlp.pipe`` run), ``max_retries``
+such waits in all, after which the remaining requests fail at once, unsent, with the server's
+reason, until the time it asked for has passed; the errors say how long it asked for. A refused
+connection or unknown host (or a connection that timed out) is retried once, quickly, and after
+``RetryPolicy.MAX_CONNECT_FAILURES`` consecutive connection failures the remaining requests of
+the call fail at once with one error naming ``base_url``. Ctrl-C cuts every retry wait short,
+sends no request not sent yet, aborts the ones in flight and raises KeyboardInterrupt in the
+calling thread, within about a second, every time (see ``ctrl_c_queued``); the responses that
+had arrived are already committed to the cache, so a rerun repeats none of them.
 
 Cache identity: see model_cache.served_identity. What ``/models`` cannot report (llama.cpp's
 chat template, for one) belongs in ``cache_namespace``.
@@ -35,17 +40,51 @@ chat template, for one) belongs in ``cache_namespace``.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
+from contextlib import contextmanager
+from queue import Empty, SimpleQueue
+from types import FrameType
+from typing import Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from .cache import ResponseCache, model_identity
 from .model_cache import CacheBinding, served_identity
 from .model_client import ChatClient, auth_headers
 from .model_responses import CacheCheck, CountsRequests, FailedResponse, ModelResponse, flatten_unique, nest
-from .model_retry import CallBreaker, RequestError, RetryPolicy
+from .model_retry import CallBreaker, RequestError, RetryPolicy, SharedRetryAfter
 from .model_settings import SETTING_NAMES, ModelDefaults, ModelSettings
+
+
+# What the queue of results gets when Ctrl-C is pressed (ctrl_c_queued).
+_CTRL_C = object()
+
+
+@contextmanager
+def ctrl_c_queued(results: "SimpleQueue[Any]", *, item: Any) -> Iterator[None]:
+    """While the block runs: Ctrl-C puts ``item`` on ``results`` instead of raising
+    KeyboardInterrupt wherever the main thread happens to be (a KeyboardInterrupt raised inside
+    a ``with lock:`` can leave the lock held, and a thread that needs it then never ends). The
+    block raises it where it takes ``item`` from the queue; a Ctrl-C it did not take is raised
+    when the block ends. Only in the main thread under Python's own handler; elsewhere (a
+    handler of the application's, another thread) nothing changes."""
+    in_charge = threading.current_thread() is threading.main_thread()
+    if not in_charge or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    pressed: List[int] = []
+
+    def on_ctrl_c(signum: int, frame: Optional[FrameType]) -> None:
+        pressed.append(signum)
+        results.put(item)  # SimpleQueue.put is reentrant: safe in a signal handler
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 class OpenAICompatibleModel(ModelDefaults, CountsRequests):
@@ -56,6 +95,10 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
     settings; each also reads as an attribute (``model.concurrency``). ``stats`` and
     ``on_progress``: see CountsRequests (progress after the cache lookup and each request).
     """
+
+    # Seconds an interrupted call waits for its request threads to finish what they were doing
+    # (an aborted request ends in milliseconds; a request thread is a daemon, never waited for at exit).
+    STOP_WAIT: ClassVar[float] = 0.5
 
     def __init__(
         self,
@@ -110,6 +153,7 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         self._client = ChatClient(
             timeout=settings.timeout, max_connections=settings.concurrency, headers=auth_headers(settings.api_key_env)
         )
+        self._retry_after = SharedRetryAfter(max_waits=settings.max_retries)
         self._model_id: Optional[str] = None
         self._identity_lock = threading.Lock()
 
@@ -143,9 +187,9 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
     def complete(self, prompts: Sequence[str]) -> Dict[str, ModelResponse]:
         """Responses to distinct prompts, by prompt: from the cache, else from the server.
 
-        A cached answer that ``cache_check`` rejects is asked for again. On KeyboardInterrupt
-        (or any exception) in the calling thread, queued requests are dropped, those in flight
-        aborted, and the exception re-raised at once.
+        A cached answer that ``cache_check`` rejects is asked for again. On Ctrl-C (or any
+        exception) while requests run, the requests not sent yet are dropped, those in flight
+        aborted, and KeyboardInterrupt (the exception) raised once the request threads stopped.
         """
         unique = list(dict.fromkeys(prompts))
         model_id = self.model_id if self.cache is not None else self.configured_id
@@ -153,24 +197,78 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         if answers:
             self._count(cache_hits=len(answers))
         todo = [prompt for prompt in unique if prompt not in answers]
-        if not todo:
-            return answers
-        breaker = CallBreaker(max_connect_failures=RetryPolicy.MAX_CONNECT_FAILURES)
-        workers = min(self.settings.concurrency, len(todo))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-request")
-        try:
-            futures = {pool.submit(self._complete_one, prompt, breaker, model_id): prompt for prompt in todo}
-            for future in as_completed(futures):
-                answers[futures[future]] = future.result()
-        except BaseException:
-            # Ctrl-C: stop every wait, drop queued requests, abort those in flight. Responses
-            # that had arrived are committed to the cache already.
-            breaker.interrupt()
-            pool.shutdown(wait=False, cancel_futures=True)
-            self._client.abort()
-            raise
-        pool.shutdown(wait=True)
+        if todo:
+            answers.update(self._request_all(todo, model_id))
         return answers
+
+    def _request_all(self, todo: List[str], model_id: str) -> Dict[str, ModelResponse]:
+        """The responses to ``todo`` from up to ``concurrency`` request threads.
+
+        The calling thread only waits on a queue of results, and under Python's own Ctrl-C
+        handler in the main thread a Ctrl-C becomes one more item of that queue (see
+        :func:`ctrl_c_queued`): so it is handled at that one point, never inside a lock the
+        request threads need, and the same way every time."""
+        breaker = CallBreaker(max_connect_failures=RetryPolicy.MAX_CONNECT_FAILURES)
+        pending: "SimpleQueue[str]" = SimpleQueue()
+        for prompt in todo:
+            pending.put(prompt)
+        results: "SimpleQueue[Any]" = SimpleQueue()
+        answers: Dict[str, ModelResponse] = {}
+        threads: List[threading.Thread] = []
+        with ctrl_c_queued(results, item=_CTRL_C):
+            try:
+                for number in range(min(self.settings.concurrency, len(todo))):
+                    threads.append(self._start_worker(number, pending, results, breaker, model_id))
+                while len(answers) < len(todo):
+                    item = results.get()
+                    if item is _CTRL_C:
+                        raise KeyboardInterrupt
+                    prompt, response = item
+                    if isinstance(response, BaseException):
+                        raise response  # a bug, not a failed request: stop the others, then raise it
+                    answers[prompt] = response
+            except BaseException:
+                self._stop(breaker, threads)
+                raise
+        for thread in threads:
+            thread.join()
+        return answers
+
+    def _start_worker(
+        self,
+        number: int,
+        pending: "SimpleQueue[str]",
+        results: "SimpleQueue[Any]",
+        breaker: CallBreaker,
+        model_id: str,
+    ) -> threading.Thread:
+        """A request thread: it takes prompts from ``pending`` until none is left or the call is
+        interrupted, and puts (prompt, response or exception) on ``results``. A daemon, so a
+        request stuck in a connect cannot keep the process from ending after Ctrl-C."""
+
+        def work() -> None:
+            while not breaker.interrupted:
+                try:
+                    prompt = pending.get_nowait()
+                except Empty:
+                    return
+                try:
+                    results.put((prompt, self._complete_one(prompt, breaker, model_id)))
+                except BaseException as err:  # noqa: BLE001 - handed to the calling thread
+                    results.put((prompt, err))
+
+        thread = threading.Thread(target=work, name=f"llm-request-{number}", daemon=True)
+        thread.start()
+        return thread
+
+    def _stop(self, breaker: CallBreaker, threads: List[threading.Thread]) -> None:
+        """Interrupt the call: no request is sent any more, every wait ends, the requests in flight
+        are aborted; wait (a little) for the request threads to finish what they were doing."""
+        breaker.interrupt()
+        self._client.abort()
+        deadline = time.monotonic() + self.STOP_WAIT
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _complete_one(self, prompt: str, breaker: CallBreaker, model_id: str) -> ModelResponse:
         start = time.monotonic()
@@ -180,36 +278,74 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
                 return FailedResponse(f"POST {self.endpoint} interrupted", elapsed_s=time.monotonic() - start)
             if breaker.broken is not None:
                 return self._failed(breaker.broken, start)
+            unsent = self._wait_for_the_server(breaker)
+            if unsent is not None:
+                return self._failed(f"POST {self.endpoint} not sent: {unsent}", start)
+            if breaker.halt.is_set():
+                continue  # interrupted, or the breaker tripped, during the wait
             attempt += 1
+            sent_in = self._retry_after.era
             self._count(progress=False, requests=1)
             try:
-                text = self._client.post_chat(self.endpoint, self.settings.payload(prompt), base_url=self.base_url)
+                text = self._client.post_chat(
+                    self.endpoint, self.settings.payload(prompt), base_url=self.base_url, breaker=breaker
+                )
             except RequestError as err:
-                if self._again(attempt, err, breaker):
+                if self._again(attempt, err, breaker, sent_in=sent_in):
                     continue
                 tried = f"after {attempt} attempt{'s' if attempt > 1 else ''}"
                 capped = self.retry_policy.capped_wait(err)
                 return self._failed(f"POST {self.endpoint} failed {tried}: {err.message}{capped}", start)
             breaker.connected()
+            self._retry_after.answered(sent_in=sent_in)
             usable = self._binding.store(model_id, prompt, text)
             self._count(answered=1, uncached_unusable=int(not usable))
             return ModelResponse(text, elapsed_s=time.monotonic() - start)
 
-    def _again(self, attempt: int, err: RequestError, breaker: CallBreaker) -> bool:
+    def _wait_for_the_server(self, breaker: CallBreaker) -> Optional[str]:
+        """Before sending: wait out the server's shared Retry-After, if one runs (cut short by
+        ``breaker.halt``); the reason the request fails unsent once the shared waits are spent."""
+        while not breaker.halt.is_set():
+            seconds, unsent = self._retry_after.turn()
+            if unsent is not None or seconds <= 0:
+                return unsent
+            breaker.halt.wait(seconds)
+        return None
+
+    def _again(self, attempt: int, err: RequestError, breaker: CallBreaker, *, sent_in: int) -> bool:
         """After a failed attempt: whether to go round again, because the policy retries it (after
-        its wait) or because the call was interrupted or this failed connection tripped the
-        breaker (the request then fails with that one message)."""
+        its wait, or the wait it shares with every request when the server asked for more than
+        ``max_retry_wait``) or because the call was interrupted or this failed connection tripped
+        the breaker (the request then fails with that one message)."""
         if err.connect:
             breaker.connect_failed(err.message)
         else:
             breaker.connected()
         if breaker.interrupted or (err.connect and breaker.broken is not None):
             return True
-        if breaker.halt.is_set() or not self.retry_policy.retries(attempt, err):
+        if breaker.halt.is_set():
+            return False
+        shared = self.retry_policy.asks_too_long(err)
+        if shared and not self._share_the_wait(attempt, err, sent_in=sent_in):
+            return False
+        if not self.retry_policy.retries(attempt, err):
             return False
         self._count(progress=False, retries=1)
-        breaker.halt.wait(self.retry_policy.delay(attempt, err, jitter=random.random()))
+        if not shared:  # a shared wait is waited out before the next attempt is sent
+            breaker.halt.wait(self.retry_policy.delay(attempt, err, jitter=random.random()))
         return True
+
+    def _share_the_wait(self, attempt: int, err: RequestError, *, sent_in: int) -> bool:
+        """The server asked for more than ``max_retry_wait``: join (or begin) the wait shared by
+        every request; False once the model's shared waits are spent."""
+        assert err.retry_after is not None
+        reason = (
+            f"the server asked every request to wait {err.retry_after:.0f} s ({err.message}); after the "
+            f"{self.settings.max_retries} waits of max_retry_wait = {self.settings.max_retry_wait:g} s that "
+            "this model's requests share, it sends none until that time has passed"
+        )
+        wait = self.retry_policy.delay(attempt, err, jitter=random.random())
+        return self._retry_after.limited(sent_in=sent_in, retry_after=err.retry_after, wait=wait, reason=reason)
 
     def _failed(self, message: str, start: float) -> FailedResponse:
         self._count(failures=1)

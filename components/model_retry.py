@@ -4,6 +4,8 @@
 :class:`RequestError` it says whether to retry and how long to wait, so it is tested without a
 server. :class:`CallBreaker` is the state the requests of one call share: the event that cuts
 their waits short (Ctrl-C, or the breaker tripping after consecutive connection failures).
+:class:`SharedRetryAfter` is the state all requests of a model share about a server that asked
+for a longer wait than ``max_retry_wait``: one wait for all of them, and one budget of retries.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import email.utils
 import threading
 import time
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Callable, ClassVar, Optional, Tuple
 
 
 class RequestError(Exception):
@@ -91,9 +93,13 @@ class RetryPolicy:
             return max(delay, min(error.retry_after, self.max_retry_wait))
         return delay
 
+    def asks_too_long(self, error: RequestError) -> bool:
+        """Whether the server asked to wait longer than ``max_retry_wait`` (see SharedRetryAfter)."""
+        return error.retry_after is not None and error.retry_after > self.max_retry_wait
+
     def capped_wait(self, error: RequestError) -> str:
         """For the final error: what the server asked to wait, if more than ``max_retry_wait``."""
-        if error.retry_after is None or error.retry_after <= self.max_retry_wait:
+        if error.retry_after is None or not self.asks_too_long(error):
             return ""
         return (
             f" (the server asked to wait {error.retry_after:.0f} s with Retry-After; waits are capped at "
@@ -131,3 +137,74 @@ class CallBreaker:
             if self._connect_failures >= self._max_connect_failures and self.broken is None:
                 self.broken = message
                 self.halt.set()
+
+
+class SharedRetryAfter:
+    """A server's long Retry-After (more than ``max_retry_wait``), shared by every request of one
+    model, across its calls (a whole ``nlp.pipe`` run): the server limits the client, not one
+    request, so waiting per request would cost each document its own waits.
+
+    The first request the server answers that way starts one wait (``wait`` seconds, from the
+    RetryPolicy) that every request then waits out before it is sent; a request sent after that
+    wait and answered that way again starts the next, up to ``max_waits`` waits (the model's
+    ``max_retries``). Once they are spent, every request fails at once, unsent, with ``reason``,
+    until the time the server asked for has passed. An answer to a request sent after the latest
+    wait began ends it all. ``clock``: seconds, monotonic (tests pass their own)."""
+
+    def __init__(self, *, max_waits: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_waits = max_waits
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._era = 0  # waits begun so far: a request remembers the era it was sent in
+        self._waits = 0  # of them, since the server last answered
+        self._resume_at = 0.0
+        self._spent_until = 0.0
+        self.reason: Optional[str] = None
+
+    @property
+    def era(self) -> int:
+        """Read it when sending a request: which of the shared waits the request came after."""
+        return self._era
+
+    def turn(self) -> Tuple[float, Optional[str]]:
+        """Before sending: (seconds to wait first, None), or (0, why the request fails unsent)
+        while the waits are spent."""
+        with self._lock:
+            now = self._clock()
+            if self.reason is not None and now >= self._spent_until:
+                self._reset()  # the server's Retry-After has passed: try it again
+            if self.reason is not None:
+                return 0.0, self.reason
+            return max(0.0, self._resume_at - now), None
+
+    def limited(self, *, sent_in: int, retry_after: float, wait: float, reason: str) -> bool:
+        """A request sent in era ``sent_in`` was asked to wait ``retry_after`` seconds (more than
+        the cap): whether it may be sent again after the shared wait (starting the next wait,
+        ``wait`` seconds, unless one began since it was sent). False once the waits are spent:
+        from then on every request fails with ``reason`` for ``retry_after`` seconds."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            if sent_in < self._era:
+                return True  # another request began a wait after this one was sent
+            now = self._clock()
+            if self._waits >= self._max_waits:
+                self.reason = reason
+                self._spent_until = now + retry_after
+                return False
+            self._era += 1
+            self._waits += 1
+            self._resume_at = now + wait
+            return True
+
+    def answered(self, *, sent_in: int) -> None:
+        """A request sent in era ``sent_in`` got an answer: if no wait began since, the server
+        takes requests again (the waits' budget is whole again)."""
+        with self._lock:
+            if sent_in == self._era and self._waits:
+                self._reset()
+
+    def _reset(self) -> None:
+        self._waits = 0
+        self._resume_at = self._spent_until = 0.0
+        self.reason = None

@@ -36,7 +36,8 @@ class ModelDefaults:
     ModelSettings, OpenAICompatibleModel and ``spacy_ner_project.OpenAICompatible.v1``)."""
 
     DEFAULT_API_KEY_ENV: ClassVar[Optional[str]] = None  # local servers need no key
-    # seconds per attempt: generating an answer on a CPU plus the wait behind the request in flight
+    # seconds per attempt, all of it (connect, send, read): generating an answer on a CPU plus the
+    # wait behind the request in flight
     DEFAULT_TIMEOUT: ClassVar[float] = 300.0
     # a local server that timed out once usually times out again
     DEFAULT_MAX_RETRIES: ClassVar[int] = 2

@@ -63,9 +63,12 @@ def openai_compatible_v1(
     model (str): Model name sent with each request.
     api_key_env (Optional[str]): Environment variable holding the API key (sent as a Bearer token);
         None for local servers. If named and unset, construction fails.
-    timeout (float): Seconds per request attempt.
+    timeout (float): Seconds per request attempt, all of it (connect, send, read): an attempt
+        ends at this deadline whatever the server sends meanwhile.
     max_retries (int): Retries after the first attempt (timeouts, 408, 429, 5xx, malformed
-        bodies); a failed connection is retried once at most.
+        bodies); a failed connection is retried once at most. A Retry-After longer than
+        max_retry_wait is shared by all the model's requests: max_retries waits in all, then
+        the remaining requests fail at once.
     concurrency (int): Maximum requests in flight.
     config (Dict[str, Any]): Extra request parameters (temperature, max_tokens, stop, seed ...);
         it replaces the default ({"temperature": 0.0}) as a whole.

@@ -89,12 +89,20 @@ COMMANDS: Dict[str, CommandSpec] = {
     ),
     "serve-llm": CommandSpec(
         "spacy_ner_project.commands.serve_llm:serve_llm_cli",
-        "Start llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, run the command after `--` with {base_url} substituted, and stop the server.",
+        "Start llama-cpp-python's OpenAI-compatible server on 127.0.0.1 (a free port unless --port), run the command after `--` with {base_url} substituted, and stop the server.",
         extra_args=True,
     ),
     "package": CommandSpec(
         "spacy_ner_project.commands.package:package_cli",
         "Package a trained pipeline as a wheel, with the plugin's wheel beside it for an offline install.",
+    ),
+    "sample": CommandSpec(
+        "spacy_ner_project.commands.bootstrap:sample_cli",
+        "Draw N units of a gold DocBin: their texts for an annotator, and their gold labels as a reference.",
+    ),
+    "silver": CommandSpec(
+        "spacy_ner_project.commands.bootstrap:silver_cli",
+        "Turn an annotate output folder into a training DocBin: failed, refused and unparsed rows left out and counted.",
     ),
     "visualize": CommandSpec(
         "spacy_ner_project.commands.visualize:visualize_cli",
@@ -103,6 +111,7 @@ COMMANDS: Dict[str, CommandSpec] = {
     "annotate": CommandSpec(
         "spacy_ner_project.commands.annotate:annotate_cli",
         "Annotate a corpus with a spaCy pipeline: entities (and the LLM task's record) per document.",
+        extra_args=True,
     ),
 }
 

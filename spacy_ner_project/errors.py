@@ -14,6 +14,31 @@ class UserError(ValueError):
     or value and says what to do. A ``ValueError``, so callers catching that keep working."""
 
 
+class SettingPathError(UserError):
+    """A file a setting names that cannot serve it: ``str()`` is ``problem`` (naming ``path``),
+    then what to do: ``fix`` (to the file, if anything can be done to it) or point ``setting``
+    elsewhere. The library names the config setting; the command line, which knows the option
+    that gave the path, says the same in the option's words (:meth:`for_option`)."""
+
+    def __init__(self, path: Path | str, *, problem: str, setting: str, fix: str = "") -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.setting = setting
+        self.fix = fix
+        super().__init__(self._line(f"point {setting} elsewhere"))
+
+    def _line(self, elsewhere: str) -> str:
+        return f"{self.problem}: {self.fix} or {elsewhere}" if self.fix else f"{self.problem}: {elsewhere}"
+
+    def names(self, path: Path | str) -> bool:
+        """Whether the error is about ``path`` (the same file, however it was written)."""
+        return Path(path).resolve() == self.path.resolve()
+
+    def for_option(self, option: str) -> UserError:
+        """The same line for a path given with the command-line option ``option``."""
+        return UserError(self._line(f"give {option} another file"))
+
+
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (line breaks included) as one space."""
     return " ".join(text.split())

@@ -21,11 +21,13 @@ does not load it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from spacy_ner_project.defaults import CPU
 from spacy_ner_project.errors import UserError
+from spacy_ner_project.languages import LanguageError, blank, check_language
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -89,14 +91,26 @@ def source_kind(source: str) -> str:
 
 def blank_language(source: str) -> str:
     """The language of ``blank:LANG``, checked: an unknown code is a ``PipelineError``."""
-    import spacy
-
     lang = str(source)[len(BLANK_PREFIX) :]
+    with language_of(source):
+        return check_language(lang)
+
+
+def blank_pipeline(source: str, *, overrides: Mapping[str, Any]) -> Language:
+    """The blank pipeline of ``blank:LANG``: an unknown code, or a language whose tokenizer needs
+    a package that is not installed, is a ``PipelineError`` naming the source."""
+    lang = blank_language(source)
+    with language_of(source):
+        return blank(lang, config=overrides)
+
+
+@contextmanager
+def language_of(source: str) -> Iterator[None]:
+    """A LanguageError as a PipelineError that names the source (``blank:zz: ...``)."""
     try:
-        spacy.util.get_lang_class(lang)
-    except ImportError as err:
-        raise PipelineError(f"{source}: unknown language code {lang!r}; use a spaCy language code such as en, de") from err
-    return lang
+        yield
+    except LanguageError as err:
+        raise PipelineError(f"{source}: {err.reason}") from err
 
 
 def package_config_path(name: str) -> Path:
@@ -112,13 +126,12 @@ def package_config_path(name: str) -> Path:
 
 def pipeline_config(source: str, *, overrides: Optional[Mapping[str, Any]] = None) -> Config:
     """The interpolated config of any kind of source (``overrides`` applied), without loading it."""
-    import spacy
     from spacy.util import load_config
 
     kind = source_kind(source)
     overrides = dict(overrides or {})
     if kind == BLANK:
-        return spacy.blank(blank_language(source), config=overrides).config
+        return blank_pipeline(source, overrides=overrides).config
     if kind == PACKAGE:
         path = package_config_path(source)
     else:
@@ -136,7 +149,7 @@ def load_pipeline(source: str, *, overrides: Optional[Mapping[str, Any]] = None,
     if kind == CONFIG:
         return assemble(Path(source), overrides=overrides, unit=unit)
     if kind == BLANK:
-        return spacy.blank(blank_language(source), config=overrides)
+        return blank_pipeline(source, overrides=overrides)
     return spacy.load(source, config=overrides)
 
 

@@ -10,7 +10,10 @@ route), anything else gets 404; every request is recorded, and records every req
 tests can assert on concurrency, retries, headers and hosts. Answers come from a responder
 function of the prompt: a fixed string, a small dictionary "NER" that returns JSON entities,
 or replay of recorded (prompt, response) pairs from a JSONL file (``replay_responder``).
-Faults are scripted per prompt substring and consumed one per matching request.
+Faults are scripted per prompt substring: consumed one per matching request (``fail``), on the
+first request of each matching prompt (``fail_first``), or on every matching request
+(``fail_every``). ``freeze()`` makes every request from then on hang: a client that still
+sends one after it was told to stop shows up as a hang.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class NoAnswer(LookupError):
 class Fault:
     """What the server does instead of answering normally, for one request."""
 
-    kind: str  # "status" | "hang" | "body" | "drop"
+    kind: str  # "status" | "hang" | "body" | "drop" | "drip"
     status: int = 500
     retry_after: Optional[str] = None
     seconds: float = 0.0
@@ -68,6 +71,12 @@ def malformed(body: str = "<html>502 Bad Gateway</html>") -> Fault:
 def drop() -> Fault:
     """Close the connection without answering (a connection error for the client)."""
     return Fault("drop")
+
+
+def drip(interval: float) -> Fault:
+    """Send the normal answer (status line, headers and body) one byte every ``interval``
+    seconds: every read gets something, so only a deadline on the whole request ends it."""
+    return Fault("drip", seconds=interval)
 
 
 @dataclass
@@ -171,12 +180,19 @@ def replay_responder(entries: List[dict], *, fallback: Optional[Responder] = Non
 @dataclass
 class _Script:
     faults: Dict[str, List[Fault]] = field(default_factory=dict)
+    first: Dict[str, Fault] = field(default_factory=dict)
+    every: Dict[str, Fault] = field(default_factory=dict)
+    seen: set = field(default_factory=set)
 
     def next_fault(self, prompt: str) -> Optional[Fault]:
         for needle, queue in self.faults.items():
             if needle in prompt and queue:
                 return queue.pop(0)
-        return None
+        for needle, fault in self.first.items():
+            if needle in prompt and (needle, prompt) not in self.seen:
+                self.seen.add((needle, prompt))
+                return fault
+        return next((fault for needle, fault in self.every.items() if needle in prompt), None)
 
 
 DEFAULT_MODELS: List[Dict[str, Any]] = [{"id": "chat-server-model", "object": "model", "owned_by": "chat-server"}]
@@ -202,6 +218,8 @@ class ChatServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._script = _Script()
+        self._frozen = threading.Event()
+        self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._httpd: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -213,11 +231,29 @@ class ChatServer:
         with self._lock:
             self._script.faults.setdefault(match, []).extend(faults)
 
+    def fail_first(self, match: str, fault: Fault) -> None:
+        """The first request of each prompt that contains ``match`` gets ``fault``; its later
+        requests are answered normally (e.g. a 500 on some documents, then 200)."""
+        with self._lock:
+            self._script.first[match] = fault
+
+    def fail_every(self, match: str, fault: Fault) -> None:
+        """Every request whose prompt contains ``match`` ("" = any) gets ``fault``, for good
+        (e.g. 429 with a long Retry-After), unless a fault scripted with ``fail`` or
+        ``fail_first`` comes first."""
+        with self._lock:
+            self._script.every[match] = fault
+
+    def freeze(self) -> None:
+        """From now on every request hangs until the server stops (nothing is answered)."""
+        self._frozen.set()
+
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
             self.max_in_flight = 0
             self._script = _Script()
+            self._frozen.clear()
 
     @property
     def chat_requests(self) -> List[RecordedRequest]:
@@ -256,6 +292,7 @@ class ChatServer:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()  # ends hanging and dripping handlers
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -285,6 +322,9 @@ class ChatServer:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             fault = self._script.next_fault(prompt) if method == "POST" else None
         try:
+            if self._frozen.is_set():
+                self._stopped.wait()
+                return
             if self.latency:
                 time.sleep(self.latency)
             self._respond(handler, record, fault)
@@ -312,7 +352,7 @@ class ChatServer:
             handler.connection.shutdown(2)
             return None
         if fault is not None and fault.kind == "hang":
-            time.sleep(fault.seconds)
+            self._stopped.wait(fault.seconds)
         if fault is not None and fault.kind in ("status", "body"):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return self._send(handler, record, fault.status, fault.body, headers)
@@ -326,7 +366,22 @@ class ChatServer:
             with self._lock, self.record_to.open("a", encoding="utf8") as out:
                 out.write(json.dumps({"prompt": record.prompt, "response": content}) + "\n")
         answer = chat_completion(content, model=str(record.body.get("model", "")), index=len(self.requests))
+        if fault is not None and fault.kind == "drip":
+            return self._drip(handler, record, json.dumps(answer), interval=fault.seconds)
         return self._send(handler, record, 200, json.dumps(answer))
+
+    def _drip(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, body: str, *, interval: float) -> None:
+        """A 200 answer written one byte every ``interval`` seconds (until the client goes away
+        or the server stops)."""
+        data = body.encode("utf-8")
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        record.status = 200
+        handler.close_connection = True
+        self._finish(record)
+        for byte in head.encode("ascii") + data:
+            handler.wfile.write(bytes([byte]))
+            if self._stopped.wait(interval):
+                return
 
     def _send(
         self,

@@ -1,11 +1,20 @@
-"""Shared fixtures: a local chat-completions server (see tests/chat_server.py)."""
+"""Shared fixtures: a local chat-completions server (see tests/chat_server.py), as it is and as
+the misbehaving servers of the fault tests (drip, a long Retry-After, 500 then 200)."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
 import pytest
-from chat_server import ChatServer
+from chat_server import ChatServer, drip, http_error
+
+# The drip server's pace: a byte every DRIP_INTERVAL seconds, each read well within a timeout
+# of a few seconds, the whole answer (some 300 bytes) minutes.
+DRIP_INTERVAL = 0.5
+# What the rate-limited server asks for: an hour.
+LONG_RETRY_AFTER = "3600"
+# Prompts with this in them get a 500 on their first request from the flaky server.
+FLAKY = "flaky"
 
 
 @pytest.fixture
@@ -13,6 +22,29 @@ def chat_server() -> Iterator[ChatServer]:
     """A started ChatServer on 127.0.0.1 answering "{}"; set .responder/.latency or script faults."""
     with ChatServer() as server:
         yield server
+
+
+@pytest.fixture
+def drip_server(chat_server: ChatServer) -> ChatServer:
+    """A server that sends every answer one byte every DRIP_INTERVAL seconds."""
+    chat_server.fail_every("", drip(DRIP_INTERVAL))
+    return chat_server
+
+
+@pytest.fixture
+def rate_limited_server(chat_server: ChatServer) -> ChatServer:
+    """A server that answers every chat request 429 with ``Retry-After: 3600`` (LONG_RETRY_AFTER)."""
+    chat_server.fail_every("", http_error(429, retry_after=LONG_RETRY_AFTER))
+    return chat_server
+
+
+@pytest.fixture
+def flaky_server(chat_server: ChatServer) -> ChatServer:
+    """A server that answers "answer PROMPT", but 500 to the first request of each prompt with
+    FLAKY in it (some documents fail once, then succeed)."""
+    chat_server.responder = lambda prompt: f"answer {prompt}"
+    chat_server.fail_first(FLAKY, http_error(500))
+    return chat_server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

@@ -2,6 +2,9 @@
 
 FAKE_SERVER_MODE (environment): "serve" answers GET /v1/models and echoes chat prompts back as
 "{}", "exit" prints a message and exits with code 3, "hang" never opens the port.
+FAKE_SERVER_LOAD_S (environment): seconds to wait before opening the port, as a real server
+loads its model first (default 0). A port that is taken makes it exit with code 1, as uvicorn does.
+FAKE_SERVER_LISTS (environment): the model id GET /v1/models lists (default: --model_alias).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ if __name__ == "__main__":
     parser.add_argument("--host", required=True)
     parser.add_argument("--model_alias", default="fake")
     args, _ = parser.parse_known_args()
-    ALIAS = args.model_alias
+    ALIAS = os.environ.get("FAKE_SERVER_LISTS", args.model_alias)
     mode = os.environ.get("FAKE_SERVER_MODE", "serve")
     print(f"fake server pid {os.getpid()} mode {mode}", flush=True)
     if mode == "exit":
@@ -49,4 +52,11 @@ if __name__ == "__main__":
     if mode == "hang":
         while True:
             time.sleep(1)
-    HTTPServer((args.host, args.port), Handler).serve_forever()
+    time.sleep(float(os.environ.get("FAKE_SERVER_LOAD_S", "0")))
+    try:
+        server = HTTPServer((args.host, args.port), Handler)
+    except OSError as err:
+        print(f"error while attempting to bind on address ({args.host!r}, {args.port}): {err.strerror}", flush=True)
+        sys.exit(1)
+    print("serving", flush=True)
+    server.serve_forever()

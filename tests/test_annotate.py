@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import spacy
-from chat_server import ChatServer, dictionary_responder, last_quoted_block
+from chat_server import ChatServer, dictionary_responder, http_error, last_quoted_block
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_ner_project.annotate import AnnotateOptions, InputSpec, annotate, read_output
-from spacy_ner_project.annotate.pipeline import llm_overrides, per_worker_concurrency
-from spacy_ner_project.annotate.records import input_format, read_records
+from spacy_ner_project.annotate.local import run_local
+from spacy_ner_project.annotate.output import MANIFEST, PartWriter
+from spacy_ner_project.annotate.pipeline import PipelineSpec, llm_overrides, per_worker_concurrency, pipeline_spec
+from spacy_ner_project.annotate.records import Record, input_format, read_records
 from spacy_ner_project.annotate.settings import InputFormat
 from spacy_ner_project.cli import app
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import UserError, one_line
 
 PATTERNS = [
     {"label": "PER", "pattern": "Anna Kowalski"},
@@ -91,7 +95,7 @@ def entity_map(rows: List[Dict[str, Any]]) -> Dict[Optional[str], List[Dict[str,
 
 
 def run(pipeline: Path, source: Path, output: Path, **options: Any) -> List[Dict[str, Any]]:
-    spec_keys = {"format", "id_field", "text_field", "max_chars"}
+    spec_keys = {"format", "id_field", "text_field", "max_chars", "encoding_errors"}
     spec = InputSpec(source, **{k: options.pop(k) for k in list(options) if k in spec_keys})
     options.setdefault("progress", False)
     annotate(str(pipeline), spec, output, options=AnnotateOptions(**options))
@@ -102,7 +106,7 @@ def run(pipeline: Path, source: Path, output: Path, **options: Any) -> List[Dict
 
 
 def test_bad_records_get_an_error_value_and_never_stop_the_run(ruler_pipeline: Path, tmp_path: Path) -> None:
-    source = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "Anna Kowalski left."}, *BAD_ROWS, {"id": 2, "text": "In Valmora."}])
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "Anna Kowalski left."}, *BAD_ROWS, {"id": "2", "text": "In Valmora."}])
     rows = run(ruler_pipeline, source, tmp_path / "out")
     assert len(rows) == 2 + len(BAD_ROWS)
     found = by_id(rows)
@@ -170,9 +174,9 @@ def test_existing_output_is_refused_then_overwritten_or_resumed(ruler_pipeline: 
     full = write_jsonl(tmp_path / "full.jsonl", [{"id": i, "text": t} for i, t in enumerate(texts)])
     out = tmp_path / "out"
     run(ruler_pipeline, first, out, output_format="jsonl")
-    with pytest.raises(UserError, match="--resume .* or --overwrite"):
+    with pytest.raises(UserError, match="existing='resume' .* or existing='overwrite'"):  # the CLI says --resume, --overwrite
         run(ruler_pipeline, full, out, output_format="jsonl")
-    with pytest.raises(UserError, match="resume with --format jsonl"):
+    with pytest.raises(UserError, match="resume with output_format='jsonl'"):
         run(ruler_pipeline, full, out, existing="resume")
     summary = annotate(str(ruler_pipeline), InputSpec(full), out, options=AnnotateOptions(output_format="jsonl", existing="resume", progress=False))
     assert (summary.skipped, summary.rows) == (12, 8)
@@ -219,7 +223,9 @@ def test_each_worker_gets_its_share_of_the_capacity() -> None:
     assert llm_overrides(config, workers=3, capacity=12, cache=None, cwd=Path("/x"))["components.llm.model.concurrency"] == 4
 
 
-def llm_pipeline(folder: Path, server: ChatServer, cache: Path, *, concurrency: int = 8) -> Path:
+def llm_pipeline(
+    folder: Path, server: ChatServer, cache: Path, *, concurrency: int = 8, max_retries: int = 1, model: str = "test-model"
+) -> Path:
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "llm",
@@ -228,10 +234,10 @@ def llm_pipeline(folder: Path, server: ChatServer, cache: Path, *, concurrency: 
             "model": {
                 "@llm_models": "spacy_ner_project.OpenAICompatible.v1",
                 "base_url": server.base_url,
-                "model": "test-model",
+                "model": model,
                 "context_length": 4096,
                 "concurrency": concurrency,
-                "max_retries": 1,
+                "max_retries": max_retries,
                 "cache": {"@llm_misc": "spacy_ner_project.SQLiteCache.v1", "path": str(cache)},
             },
         },
@@ -251,6 +257,266 @@ def test_llm_rows_carry_the_task_record(chat_server: ChatServer, tmp_path: Path)
     assert json.loads(outcome["answers"][0]) == {"PER": ["Anna Kowalski"], "ORG": ["Helix Motors"]}
     assert isinstance(outcome["elapsed_s"], float)  # asked the server (a cached answer has none)
 
+
+def test_the_llm_config_with_overrides_annotates_from_the_command_line(chat_server: ChatServer, tmp_path: Path) -> None:
+    """configs/llm_ner.cfg as PIPELINE, its server and model set by config overrides (as the
+    bootstrap workflow runs it); the overrides are part of what made OUTPUT."""
+    chat_server.responder = dictionary_responder(LEXICON, text_of=last_quoted_block)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Anna Kowalski joined Helix Motors."}])
+    config = Path(__file__).resolve().parents[1] / "configs" / "llm_ner.cfg"
+    args = ["annotate", str(config), str(source), str(tmp_path / "out"), "--format", "jsonl", "--llm-cache", str(tmp_path / "c.sqlite"),
+            "--llm.base_url", chat_server.base_url, "--llm.model", "test-model", "--llm.n_prompt_examples", "0",
+            "--llm.structured_output", "none"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (row,) = read_output(tmp_path / "out")
+    assert [(e["text"], e["label"]) for e in row["entities"]] == [("Anna Kowalski", "PER"), ("Helix Motors", "ORG")]
+    assert len(chat_server.chat_requests) == 1
+    other = CliRunner().invoke(app, [*args[:-6], "--llm.model", "other-model", *args[-4:], "--resume"])
+    assert other.exit_code == 1 and "model" in other.output  # another model is another pipeline: no silent mix
+
+
+# -- issue 21: nothing is lost or mixed ------------------------------------------------------
+
+PART = re.compile(r"^part-(\d{4})-\d{8}-\d{6}-(\d{5})\.(jsonl|parquet)$")
+
+
+def layout(out: Path) -> List[str]:
+    """OUTPUT's file names with the run's start time left out."""
+    return sorted(re.sub(r"^part-(\d{4})-\d{8}-\d{6}-", r"part-\1-TIME-", p.name) for p in out.iterdir() if p.is_file())
+
+
+def manifest(out: Path) -> Dict[str, Any]:
+    return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+
+
+def test_output_is_numbered_part_files_and_a_manifest_of_what_made_them(ruler_pipeline: Path, tmp_path: Path) -> None:
+    texts = synthetic_texts(17, seed=6)
+    first = write_jsonl(tmp_path / "first.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts[:12])])
+    full = write_jsonl(tmp_path / "full.jsonl", [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)])
+    out = tmp_path / "out"
+    run(ruler_pipeline, first, out, output_format="jsonl", rows_per_file=5)
+    run(ruler_pipeline, full, out, output_format="jsonl", rows_per_file=5, existing="resume")
+    assert layout(out) == [
+        "_annotate.json", *(f"part-0001-TIME-{n:05d}.jsonl" for n in range(3)), "part-0002-TIME-00000.jsonl"
+    ]
+    made = manifest(out)
+    assert (made["layout"], made["format"], made["id_type"], len(made["runs"])) == (2, "jsonl", "string", 2)
+    identity = made["pipeline"]
+    assert (identity["kind"], identity["path"], identity["llm"]) == ("folder", str(ruler_pipeline.resolve()), [])
+    assert len(identity["config_sha256"]) == len(identity["files_sha256"]) == 64
+    assert sorted(by_id(read_output(out))) == sorted(f"d{i}" for i in range(17))
+
+
+def test_an_output_of_the_old_layout_is_not_resumed(ruler_pipeline: Path, tmp_path: Path) -> None:
+    """Before the layout had a number, Ray wrote .json files that the reader of .jsonl parts
+    would miss: resuming such an OUTPUT is refused, with what to do."""
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Valmora"}])
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / MANIFEST).write_text(json.dumps({"pipeline": str(ruler_pipeline), "format": "jsonl"}))
+    (old / "8c1f_000000_000000.json").write_text(json.dumps({"id": "a", "text": "Valmora", "entities": [], "llm": None, "error": None}) + "\n")
+    with pytest.raises(UserError, match="written by an earlier version of annotate .* existing='overwrite'"):
+        run(ruler_pipeline, source, old, output_format="jsonl", existing="resume")
+    assert len(run(ruler_pipeline, source, old, output_format="jsonl", existing="overwrite")) == 1
+
+
+LLM_TEXTS = [f"Doc {i}: Anna Kowalski joined Helix Motors in Valmora." for i in range(6)]
+
+
+def failing_run(chat_server: ChatServer, tmp_path: Path, *, failing: List[int]) -> Path:
+    """An LLM run over LLM_TEXTS (ids "0".."5") whose requests for ``failing`` get HTTP 500
+    (no retries); returns the pipeline. OUTPUT is tmp_path / "out", in JSONL."""
+    chat_server.responder = dictionary_responder(LEXICON, text_of=last_quoted_block)
+    for i in failing:
+        chat_server.fail(f"Doc {i}:", http_error(500))
+    pipeline = llm_pipeline(tmp_path / "llm", chat_server, tmp_path / "cache.sqlite", concurrency=2, max_retries=0)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(LLM_TEXTS)])
+    summary = annotate(str(pipeline), InputSpec(source), tmp_path / "out", options=AnnotateOptions(output_format="jsonl", progress=False))
+    assert (summary.rows, summary.errors, summary.failed) == (6, len(failing), len(failing))
+    return pipeline
+
+
+def llm_status(row: Dict[str, Any]) -> str:
+    return str(json.loads(row["llm"])["status"])
+
+
+def test_a_failed_llm_request_is_not_a_finished_row_and_resume_asks_again_for_exactly_those(
+    chat_server: ChatServer, tmp_path: Path
+) -> None:
+    pipeline = failing_run(chat_server, tmp_path, failing=[1, 4])
+    rows = by_id(read_output(tmp_path / "out"))
+    for key in ("1", "4"):
+        assert llm_status(rows[key]) == "failed" and rows[key]["entities"] == []
+        assert rows[key]["error"].startswith("the LLM request failed, so this row is not finished") and "HTTP 500" in rows[key]["error"]
+    assert all(rows[key]["error"] is None and llm_status(rows[key]) == "ok" for key in ("0", "2", "3", "5"))
+    chat_server.reset()  # the server answers now
+    args = ["annotate", str(pipeline), str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "--format", "jsonl", "--resume"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    said = one_line(result.output)  # wasabi wraps long lines
+    assert "2 rows (0 with an error, 6 entities)" in said and "4 ids were already there; 2 asked again" in said
+    asked = [i for r in chat_server.chat_requests for i in range(6) if f"Doc {i}:" in r.prompt]
+    assert sorted(asked) == [1, 4]
+    rows = by_id(read_output(tmp_path / "out"))  # one row per id: the earlier failed rows are gone
+    assert sorted(rows) == [str(i) for i in range(6)]
+    assert all(row["error"] is None and llm_status(row) == "ok" and len(row["entities"]) == 3 for row in rows.values())
+
+
+def test_the_summary_counts_failed_requests_and_the_cli_says_how_to_ask_again(chat_server: ChatServer, tmp_path: Path) -> None:
+    pipeline = failing_run(chat_server, tmp_path, failing=[2])
+    chat_server.fail("Doc 2:", http_error(500))  # fails again on the resumed run
+    args = ["annotate", str(pipeline), str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "--format", "jsonl", "--resume"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 rows are not finished (their LLM request failed): run again with --resume" in one_line(result.output)
+    (row,) = [row for row in read_output(tmp_path / "out") if row["id"] == "2"]  # still one row, the latest
+    assert llm_status(row) == "failed"
+
+
+def test_rows_asked_again_replace_the_earlier_ones_even_after_a_stopped_run(
+    chat_server: ChatServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = failing_run(chat_server, tmp_path, failing=[0, 3])
+    chat_server.reset()
+    spec, out = InputSpec(tmp_path / "in.jsonl"), tmp_path / "out"
+    options = AnnotateOptions(output_format="jsonl", existing="resume", progress=False)
+    with monkeypatch.context() as patch:  # the run stops after writing its rows, before removing the earlier ones
+        patch.setattr(PartWriter, "replace_earlier_rows", lambda self: None)
+        assert annotate(str(pipeline), spec, out, options=options).asked_again == 2
+    assert len(read_output(out)) == 8
+    summary = annotate(str(pipeline), spec, out, options=options)
+    assert (summary.rows, summary.skipped, len(chat_server.chat_requests)) == (0, 6, 2)  # the later rows won
+    assert sorted(by_id(read_output(out))) == [str(i) for i in range(6)]
+    assert all(llm_status(row) == "ok" for row in read_output(out))
+
+
+def test_duplicate_ids_are_refused_before_any_work_naming_the_first_two_lines(ruler_pipeline: Path, tmp_path: Path) -> None:
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": "a", "text": "x"}, "", {"id": "b", "text": "y"}, "not JSON", {"id": "c", "text": "z"}, {"id": "b", "text": "w"}, {"id": "a", "text": "v"}],
+    )
+    with pytest.raises(UserError, match=re.escape(f'{source}: lines 3 and 6 share the id "b": give each record its own id')):
+        run(ruler_pipeline, source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"id": [7, 8, 7], "text": ["x", "y", "z"]}), tmp_path / "in.parquet")
+    with pytest.raises(UserError, match="rows 1 and 3 share the id 7"):
+        run(ruler_pipeline, tmp_path / "in.parquet", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ids_of_two_json_types_are_never_merged(ruler_pipeline: Path, tmp_path: Path) -> None:
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"id": 1, "text": "Valmora"}, {"id": "1", "text": "Valmora"}])
+    with pytest.raises(UserError, match='line 1 has the integer id 1 but line 2 the string id "1": give every record a string id'):
+        run(ruler_pipeline, mixed, tmp_path / "out")
+    integers = write_jsonl(tmp_path / "integers.jsonl", [{"id": i, "text": "Valmora"} for i in range(3)])
+    strings = write_jsonl(tmp_path / "strings.jsonl", [{"id": str(i), "text": "Port Elm"} for i in range(5)])
+    run(ruler_pipeline, integers, tmp_path / "out", output_format="jsonl")
+    assert manifest(tmp_path / "out")["id_type"] == "integer"
+    with pytest.raises(UserError, match="holds the rows of integer ids, this INPUT has string ids"):
+        run(ruler_pipeline, strings, tmp_path / "out", output_format="jsonl", existing="resume")
+    assert len(read_output(tmp_path / "out")) == 3
+
+
+def test_resume_with_another_pipeline_is_refused_naming_what_differs(ruler_pipeline: Path, tmp_path: Path) -> None:
+    mine, copy = tmp_path / "mine", tmp_path / "copy"
+    shutil.copytree(ruler_pipeline, mine)
+    shutil.copytree(ruler_pipeline, copy)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(synthetic_texts(5, seed=7))])
+    out = tmp_path / "out"
+    before = run(mine, source, out, output_format="jsonl")
+
+    def refused(pipeline: Any) -> str:
+        with pytest.raises(UserError) as caught:
+            run(pipeline, source, out, output_format="jsonl", existing="resume")
+        return str(caught.value)
+
+    assert f"was made by another pipeline: it was made by the pipeline at {mine}, this run's is at {copy}; resume with the pipeline" in refused(copy)
+    assert f"it was made by {mine} (a folder), this run's pipeline is blank:en (a blank)" in refused("blank:en")
+    retrained = spacy.blank("en")
+    retrained.add_pipe("entity_ruler").add_patterns(PATTERNS[:1])
+    shutil.rmtree(mine)
+    retrained.to_disk(mine)  # same path, same config, other patterns
+    assert "the pipeline's files have changed since it was made (retrained or replaced" in refused(mine)
+    result = CliRunner().invoke(app, ["annotate", str(mine), str(source), str(out), "--format", "jsonl", "--resume"])
+    assert result.exit_code == 1 and "or pass --overwrite to annotate it all again" in one_line(result.output)
+    assert len(result.output.strip().splitlines()) == 1
+    assert read_output(out) == before
+
+
+def test_resume_with_another_llm_model_is_refused(chat_server: ChatServer, tmp_path: Path) -> None:
+    chat_server.responder = dictionary_responder(LEXICON, text_of=last_quoted_block)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Anna Kowalski left."}])
+    pipeline = llm_pipeline(tmp_path / "llm", chat_server, tmp_path / "cache.sqlite")
+    run(pipeline, source, tmp_path / "out", output_format="jsonl")
+    llm_pipeline(tmp_path / "llm", chat_server, tmp_path / "cache.sqlite", model="other-model")
+    with pytest.raises(UserError, match="its LLM model was 'test-model' \\(component 'llm'\\), this run's is 'other-model'"):
+        run(pipeline, source, tmp_path / "out", output_format="jsonl", existing="resume")
+
+
+def test_bytes_that_are_not_utf8_are_refused_naming_file_and_line_unless_replaced(ruler_pipeline: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id": "a", "text": "Valmora"}\n\n{"id": "b", "text": "Caf\xe9 in Valmora"}\n')
+    with pytest.raises(UserError, match=re.escape(f"{source} line 3 is not UTF-8 (invalid continuation byte at byte 24): save INPUT as UTF-8, or pass encoding_errors='replace'")):
+        run(ruler_pipeline, source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["annotate", str(ruler_pipeline), str(source), str(tmp_path / "out"), "--format", "jsonl"])
+    assert result.exit_code == 1 and "or pass --encoding-errors replace to read such bytes as U+FFFD" in one_line(result.output)
+    rows = by_id(run(ruler_pipeline, source, tmp_path / "out", output_format="jsonl", encoding_errors="replace"))
+    assert rows["b"]["text"] == "Caf\ufffd in Valmora" and [e["text"] for e in rows["b"]["entities"]] == ["Valmora"]
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Valmora", encoding="utf-8")
+    (folder / "bad.txt").write_bytes(b"\xff in Valmora")
+    with pytest.raises(UserError, match=re.escape(f"{folder.resolve() / 'bad.txt'} is not UTF-8 (invalid start byte at byte 0)")):
+        run(ruler_pipeline, folder, tmp_path / "out-txt")
+    rows = by_id(run(ruler_pipeline, folder, tmp_path / "out-txt", output_format="jsonl", encoding_errors="replace"))
+    assert rows["bad.txt"]["text"] == "\ufffd in Valmora" and rows["bad.txt"]["error"] is None
+
+
+def test_max_chars_above_the_pipelines_max_length_raises_it_for_the_run(ruler_pipeline: Path, tmp_path: Path) -> None:
+    long_text = "Valmora is far. " * 70_000  # 1,120,000 characters; spaCy's nlp.max_length is 1,000,000
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "long", "text": long_text}, {"id": "short", "text": "Valmora"}])
+    rows = by_id(run(ruler_pipeline, source, tmp_path / "out", output_format="jsonl", max_chars=2_000_000))
+    assert rows["long"]["error"] is None and len(rows["long"]["entities"]) == 70_000
+    assert pipeline_spec(str(ruler_pipeline), workers=1, capacity=None, cache=None, code=None, use_gpu=False, max_length=2_000_000).load().max_length == 2_000_000
+
+
+def test_the_local_engine_writes_parts_while_it_reads(ruler_pipeline: Path, tmp_path: Path) -> None:
+    """Streaming: part files appear while INPUT is still being read, also in a long run of bad
+    records (held back to keep input order, they once waited for the next good one)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    parts_seen: List[int] = []
+
+    def records() -> Iterator[Record]:
+        for i in range(3000):
+            parts_seen.append(len(list(out.glob("part-*"))))
+            yield Record(id=str(i), text=None, error="no 'text' value") if i < 2999 else Record(id=str(i), text="Valmora", error=None)
+
+    writer = PartWriter(out, output_format="jsonl", run="0001-test", rows_per_file=100)
+    spec = pipeline_spec(str(ruler_pipeline), workers=1, capacity=None, cache=None, code=None, use_gpu=False)
+    run_local(spec, records(), writer, batch_size=64, n_process=1)
+    assert parts_seen[-1] >= 25 and writer.counts.rows == 3000
+    assert sorted(by_id(read_output(out)), key=int) == [str(i) for i in range(3000)]
+
+
+
+def test_the_local_engine_forgets_the_words_of_each_part(ruler_pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """spaCy's vocabulary keeps every new word it sees: memory would grow with the input's
+    vocabulary. Each part's window runs in nlp.memory_zone(), which frees them."""
+    loaded = []
+    load = PipelineSpec.load
+    monkeypatch.setattr(PipelineSpec, "load", lambda self: loaded.append(load(self)) or loaded[-1])
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": f"Valmora saw word{i}."} for i in range(250)])
+    rows = run(ruler_pipeline, source, tmp_path / "out", output_format="jsonl", rows_per_file=100, docbin=True)
+    assert [e["text"] for e in by_id(rows)["249"]["entities"]] == ["Valmora"] and len(rows) == 250
+    assert not any(f"word{i}" in loaded[0].vocab.strings for i in range(250))
+    docs = [doc for shard in (tmp_path / "out" / "docbin").glob("*.spacy") for doc in DocBin().from_disk(shard).get_docs(spacy.blank("en").vocab)]
+    assert len(docs) == 250 and sorted(doc.text for doc in docs)[:2] == ["Valmora saw word0.", "Valmora saw word1."]
 
 # -- Ray ---------------------------------------------------------------------------------------
 
@@ -341,3 +607,27 @@ def test_llm_requests_in_flight_stay_within_the_capacity_and_actors_share_the_ca
     again = run(pipeline, source, tmp_path / "out", engine="ray", actors=2, batch_size=16, existing="overwrite")
     assert chat_server.chat_requests == []  # every answer came from the one cache file both actors wrote
     assert entity_map(again) == entity_map(first) and sum(map(len, entity_map(first).values())) > 0
+
+
+def test_both_engines_write_the_same_layout(ray_session: None, ruler_pipeline: Path, corpus: Path, tmp_path: Path) -> None:
+    """One naming, one manifest, one reader (issue 20, item 7): Ray once wrote Ray Data's
+    ``<uuid>_<n>.json`` files where the local engine wrote ``part-*.jsonl``."""
+    for output_format in ("jsonl", "parquet"):
+        local, remote = tmp_path / f"local-{output_format}", tmp_path / f"ray-{output_format}"
+        run(ruler_pipeline, corpus, local, output_format=output_format, rows_per_file=700)
+        run(ruler_pipeline, corpus, remote, engine="ray", output_format=output_format, rows_per_file=700, batch_size=100)
+        suffix = ".jsonl" if output_format == "jsonl" else ".parquet"
+        assert layout(local) == layout(remote) == ["_annotate.json", *(f"part-0001-TIME-{n:05d}{suffix}" for n in range(3))]
+        made = (manifest(local), manifest(remote))
+        assert made[0].keys() == made[1].keys() and made[0]["pipeline"] == made[1]["pipeline"]
+        assert [r["engine"] for m in made for r in m["runs"]] == ["local", "ray"]
+        key = lambda row: (row["id"] or "", row["error"] or "")  # noqa: E731
+        assert sorted(read_output(local), key=key) == sorted(read_output(remote), key=key)
+
+
+def test_ray_resume_asks_again_for_failed_llm_requests(ray_session: None, chat_server: ChatServer, tmp_path: Path) -> None:
+    pipeline = failing_run(chat_server, tmp_path, failing=[2, 5])
+    chat_server.reset()
+    rows = run(pipeline, tmp_path / "in.jsonl", tmp_path / "out", engine="ray", output_format="jsonl", existing="resume", batch_size=2)
+    assert sorted(i for r in chat_server.chat_requests for i in range(6) if f"Doc {i}:" in r.prompt) == [2, 5]
+    assert sorted(by_id(rows)) == [str(i) for i in range(6)] and all(llm_status(row) == "ok" for row in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 from chat_server import ChatServer, http_error
@@ -389,3 +390,123 @@ def test_a_folder_that_is_not_writable_is_refused_naming_the_path(tmp_path: Path
 def test_a_folder_no_one_can_write_is_refused_naming_the_path() -> None:
     with pytest.raises(ResponseCacheError, match=r"/proc/snp-cache\.sqlite: its folder is not writable.*paths\.llm_cache"):
         ResponseCache(Path("/proc") / "snp-cache.sqlite")
+
+
+# -- cache files that cannot be used, from the library and from the command line --------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "llm_ner.cfg"
+
+
+def write_damaged(path: Path) -> None:
+    """A cache whose first page (the schema) is overwritten: a valid header, then garbage."""
+    cache = ResponseCache(path)
+    for i in range(30):
+        cache.put("m", f"prompt {i}", "answer " * 80)
+    cache.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=DELETE")  # everything in the one file
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    path.write_bytes(bytes(data))
+
+
+def write_read_only(path: Path) -> None:
+    """A good cache with one answer, mode 0444 (its folder stays writable)."""
+    cache = ResponseCache(path)
+    cache.put("m", "p", "kept")
+    cache.close()
+    path.chmod(0o444)
+
+
+UNUSABLE: Dict[str, Tuple[Callable[[Path], Any], str]] = {
+    "damaged": (write_damaged, r"the response cache .*cache\.sqlite is damaged \(.*\): delete it or "),
+    "not-sqlite": (lambda path: path.write_text("notes, not a database\n" * 100), r"cache\.sqlite is not an SQLite response cache \(.*\): delete it or "),
+    "read-only": (write_read_only, r"cannot write the response cache .*cache\.sqlite: it is read-only: make it writable or "),
+}
+
+
+def test_a_read_only_cache_file_is_refused_when_opened_not_at_the_first_answer(tmp_path: Path) -> None:
+    """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
+    import sys
+
+    from conftest import run_unprivileged
+
+    path = tmp_path / "cache.sqlite"
+    write_read_only(path)
+    code = (
+        "import sys\n"
+        "from spacy_ner_project.components.cache import ResponseCache, ResponseCacheError\n"
+        "try:\n"
+        f"    ResponseCache({str(path)!r})\n"
+        "except ResponseCacheError as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+    )
+    try:
+        result = run_unprivileged([sys.executable, "-c", code], cwd=str(tmp_path))
+    finally:
+        path.chmod(0o644)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert re.search(UNUSABLE["read-only"][1] + "point paths.llm_cache elsewhere", result.stdout), result.stdout
+    assert ResponseCache(path).get("m", "p") == "kept"
+
+
+def test_a_damaged_cache_file_is_refused_naming_it_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    write_damaged(path)
+    before = path.read_bytes()
+    with pytest.raises(ResponseCacheError, match=UNUSABLE["damaged"][1] + r"point paths\.llm_cache elsewhere"):
+        ResponseCache(path)
+    assert path.read_bytes() == before
+
+
+def command_output(args: List[str], *, unprivileged: bool, cwd: Path) -> Tuple[int, str]:
+    """Exit code and output of ``python -m spacy_ner_project ARGS``: in a process of its own where
+    mode bits must bind (run_unprivileged), else in this one (typer's CliRunner)."""
+    if unprivileged:
+        from conftest import run_unprivileged
+
+        result = run_unprivileged([sys.executable, "-m", "spacy_ner_project", *args], cwd=str(cwd))
+        return result.returncode, result.stdout + result.stderr
+    from typer.testing import CliRunner
+
+    from spacy_ner_project.cli import app
+
+    invoked = CliRunner().invoke(app, args)
+    return invoked.exit_code, invoked.output
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSABLE))
+@pytest.mark.parametrize("command, option", [("llm-evaluate", "--cache"), ("annotate", "--llm-cache")])
+def test_the_command_line_says_in_one_line_what_to_do_with_an_unusable_cache(
+    tmp_path: Path, kind: str, command: str, option: str
+) -> None:
+    """One ✘ line naming the file and the option, no traceback (a read-only file as an ordinary
+    user meets it: root runs it without the capabilities that override mode bits)."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    write, problem = UNUSABLE[kind]
+    path = tmp_path / "cache.sqlite"
+    write(path)
+    before = path.read_bytes()
+    if command == "llm-evaluate":
+        gold = spacy.blank("en")("Sam went to Paris.")
+        gold.ents = [gold.char_span(12, 17, label="LOC")]
+        DocBin(docs=[gold]).to_disk(tmp_path / "gold.spacy")
+        args = [str(tmp_path / "gold.spacy"), "--output", str(tmp_path / "report"), "--unit", "docs",
+                "--base-url", "http://127.0.0.1:9/v1"]
+    else:
+        (tmp_path / "in.jsonl").write_text(json.dumps({"id": "1", "text": "Sam went to Paris."}) + "\n")
+        args = [str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "--format", "jsonl"]
+    try:
+        code, output = command_output(
+            [command, str(CONFIG), *args, option, str(path)], unprivileged=kind == "read-only", cwd=tmp_path
+        )
+    finally:
+        path.chmod(0o644)
+    assert code == 1 and "Traceback" not in output, output
+    (line,) = [line for line in output.splitlines() if line.startswith("✘")]
+    assert re.search(problem + f"give {option} another file$", line), line
+    assert path.read_bytes() == before

@@ -165,6 +165,27 @@ def test_convert_bad_scheme(tmp_path: Path, conll: Path) -> None:
     assert "scheme must be 'auto', 'iob1' or 'iob2', not 'bio'" in run("convert", conll, tmp_path / "o.spacy", "--scheme", "bio")
 
 
+def test_convert_a_chunk_column_where_the_ner_column_should_be(tmp_path: Path) -> None:
+    """Before: B-NP, I-VP ... were converted into NP and VP "entities" (exit 0)."""
+    source = tmp_path / "chunks.txt"
+    source.write_text("Mira NNP B-NP\nsang VBD B-VP\nat IN B-PP\nthe DT B-NP\nmill NN I-NP\n. . O\n", encoding="utf-8")
+    line = run("convert", source, tmp_path / "out.spacy")
+    assert line.startswith(f"✘ {source}:1:10: 'B-NP' is a chunk tag (NP: noun phrase), not an entity")
+    assert line.endswith("(--labels with every entity type of the file, NP among them)")
+    assert not (tmp_path / "out.spacy").exists()
+    result = CliRunner().invoke(app, ["convert", str(source), str(tmp_path / "out.spacy"), "--labels", "NP,VP,PP"])
+    assert result.exit_code == 0 and "| chunks.txt | 1 | 1 | 6 | 4 | 2 | 1 | 1 |" in result.output, result.output
+
+
+def test_convert_language_whose_tokenizer_package_is_missing(tmp_path: Path, conll: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: 'unknown language code 'ja'', which spaCy knows (it needs SudachiPy)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sudachipy", None)  # not installed, whether or not it is here
+    line = run("convert", conll, tmp_path / "out.spacy", "--lang", "ja")
+    assert line.startswith("✘ language 'ja' needs a package that is not installed: Japanese support requires SudachiPy")
+
+
 # ---------------------------------------------------------------------------- evaluate
 
 
@@ -200,6 +221,23 @@ def test_evaluate_output_that_is_a_file(tmp_path: Path, gold: Path, pipeline: Pa
 
 def test_evaluate_bad_option_value(tmp_path: Path, gold: Path, pipeline: Path) -> None:
     assert "min_overlap" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--min-overlap", "2")
+
+
+@pytest.mark.parametrize("lang,module", [("ja", "sudachipy"), ("th", "pythainlp")])
+def test_evaluate_blank_language_whose_tokenizer_package_is_missing(
+    tmp_path: Path, gold: Path, monkeypatch: pytest.MonkeyPatch, lang: str, module: str
+) -> None:
+    """blank:zz (a code spaCy does not know) is one line (tests/test_pipelines.py); a code it
+    knows whose tokenizer needs a package that is not there was spaCy's ImportError traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)
+    line = run("evaluate", f"blank:{lang}", gold, "--output", tmp_path / "report")
+    assert line.startswith(f"✘ blank:{lang}: language '{lang}' needs a package that is not installed: ")
+    assert "install" in line.lower() and not (tmp_path / "report").exists()
+    assert run("evaluate", "blank:zz", gold, "--output", tmp_path / "report") == (
+        "✘ blank:zz: unknown language code 'zz': use a spaCy language code such as en, de"
+    )
 
 
 def test_evaluate_gpu_that_is_not_there(tmp_path: Path, gold: Path, pipeline: Path, monkeypatch) -> None:
@@ -299,6 +337,23 @@ def test_serve_llm_without_the_extra_names_it(tmp_path: Path, monkeypatch: pytes
     assert "llama-cpp-python's server is not installed" in line and '".[local-llm]"' in line
 
 
+def test_serve_llm_port_in_use(tmp_path: Path) -> None:
+    """Before: no --port option; the library, given a port in use, reported success and talked
+    to whatever held it. Checked before the server (or llama-cpp-python) is needed."""
+    import socket
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        line = run("serve-llm", "--model", str(gguf), "--port", str(port), "--", "echo", "hi")
+    assert line == (
+        f"✘ --port {port}: 127.0.0.1:{port} is in use by another program; give another port, or leave --port out for a free one"
+    )
+
+
 def test_sentence_docbin_places_entities_and_refuses_a_split_token(tmp_path: Path) -> None:
     from spacy_ner_project.docbin import read_docbin, sentence_docbin
     from spacy_ner_project.errors import UserError
@@ -309,3 +364,68 @@ def test_sentence_docbin_places_entities_and_refuses_a_split_token(tmp_path: Pat
     assert [(e.text, e.label_) for e in doc.ents] == [("Ada Lovelace", "PER"), ("London", "LOC")]
     with pytest.raises(UserError, match="token boundaries"):
         sentence_docbin([("Londoners cheered .", [("London", "LOC")])], tmp_path / "bad.spacy")
+
+
+# ------------------------------------------------------------------------ option bounds
+
+EVALUATE_ARGS = ["PIPELINE", "gold.spacy", "--output", "report"]
+TRAIN_ARGS = ["x.cfg", "training", "--train", "t.spacy", "--dev", "d.spacy"]
+SERVE_ARGS = ["--model", "model.gguf"]
+ANNOTATE_ARGS = ["PIPELINE", "texts.jsonl", "out"]
+# command: (its arguments, [(option, a value out of bounds, what the line says it must be)])
+OUT_OF_BOUNDS = {
+    "convert": (["in.txt", "out.spacy"], [("--n-sents", "-1", "0 (group by -DOCSTART-) or more")]),
+    "train": (TRAIN_ARGS, [("--max-steps", "-1", "0 (no limit) or more"), ("--eval-frequency", "0", "1 or more"),
+                           ("--gpu-id", "-2", "-1 (the CPU) or more")]),
+    "evaluate": (EVALUATE_ARGS, [("--n-docs", "-1", "0 (all) or more"), ("--displacy-limit", "-1", "0 (none) or more"),
+                                 ("--gpu-id", "-2", "-1 (the CPU) or more"), ("--batch-size", "0", "1 or more")]),
+    "llm-evaluate": (EVALUATE_ARGS, [("--n-docs", "-5", "0 (all) or more"), ("--displacy-limit", "-1", "0 (none) or more"),
+                                     ("--gpu-id", "-3", "-1 (the CPU) or more"), ("--batch-size", "-1", "1 or more")]),
+    "visualize": (["PIPELINE", "gold.spacy", "-o", "v.html"], [("--limit", "0", "1 or more")]),
+    "serve-llm": (SERVE_ARGS, [("--n-ctx", "-5", "1 or more"), ("--n-threads", "0", "1 or more"),
+                               ("--port", "70000", "from 1 to 65535"), ("--startup-timeout", "0", "more than 0")]),
+    "annotate": (ANNOTATE_ARGS, [("--max-chars", "0", "1 or more"), ("--batch-size", "0", "1 or more"),
+                                 ("--n-process", "0", "1 or more"), ("--actors", "0", "1 or more"),
+                                 ("--cpus-per-actor", "0", "more than 0"), ("--gpus-per-actor", "-1", "0 or more"),
+                                 ("--max-retries", "-1", "0 or more"), ("--llm-capacity", "0", "1 or more")]),
+    "sample": (["gold.spacy", "texts.jsonl"], [("--n", "0", "1 or more")]),
+}
+WITHOUT_NUMBER_OPTIONS = ("check-data", "llm-assemble", "package", "silver")
+UNBOUNDED = {("sample", "--seed")}  # any integer is a seed
+# number options whose bounds the library checks, in its own words (one line all the same)
+CHECKED_BY_THE_LIBRARY = {("evaluate", "--min-overlap", "2"), ("evaluate", "--text-threshold", "101"),
+                          ("evaluate", "--max-failed", "-1"), ("llm-evaluate", "--min-overlap", "-1"),
+                          ("llm-evaluate", "--text-threshold", "-1"), ("llm-evaluate", "--max-failed", "2")}
+
+
+def number_options(name: str) -> List[str]:
+    """The long names of a command's int and float options (from its typer function's signature)."""
+    import importlib
+    import inspect
+    from typing import Optional
+
+    from typer.models import OptionInfo
+
+    from spacy_ner_project.cli import COMMANDS
+
+    module, _, function = COMMANDS[name].target.partition(":")
+    signature = inspect.signature(getattr(importlib.import_module(module), function), eval_str=True)
+    numbers = (int, float, Optional[int], Optional[float])
+    options = [p for p in signature.parameters.values() if isinstance(p.default, OptionInfo) and p.annotation in numbers]
+    return sorted(max(p.default.param_decls or ["--" + p.name.replace("_", "-")], key=len) for p in options)
+
+
+def test_every_number_option_refuses_nonsense_in_one_line() -> None:
+    """Each command's int and float options, each with a value out of its bounds: one line
+    naming the option, the value and the bound, before anything is loaded or read (before:
+    --displacy-limit -1, --n-ctx -5, --batch-size 0 ... were accepted or failed later, unclearly)."""
+    walked = {(name, option) for name, (_, cases) in OUT_OF_BOUNDS.items() for option, _, _ in cases}
+    walked |= {(name, option) for name, option, _ in CHECKED_BY_THE_LIBRARY} | UNBOUNDED
+    assert walked == {(name, option) for name in OUT_OF_BOUNDS for option in number_options(name)}  # all of them
+    assert not any(number_options(name) for name in WITHOUT_NUMBER_OPTIONS)
+    for name, (args, cases) in OUT_OF_BOUNDS.items():
+        for option, value, rule in cases:
+            assert run(name, *args, option, value) == f"✘ {option} {value}: must be {rule}"
+    for name, option, value in sorted(CHECKED_BY_THE_LIBRARY):
+        line = run(name, *EVALUATE_ARGS, option, value)
+        assert option.lstrip("-").replace("-", "_") in line.replace("-", "_")

@@ -12,7 +12,15 @@ from typer.testing import CliRunner
 
 from spacy_ner_project.cli import app
 from spacy_ner_project.errors import UserError
-from spacy_ner_project.conll import ConllFormatError, RawToken, convert, read_conll, scheme_evidence
+from spacy_ner_project.conll import (
+    CHUNK_PHRASES,
+    ChunkTagError,
+    ConllFormatError,
+    RawToken,
+    convert,
+    read_conll,
+    scheme_evidence,
+)
 
 # Invented sentences; two documents, IOB2.
 IOB2 = """-DOCSTART- -X- -X- O
@@ -176,7 +184,10 @@ def test_a_tie_between_schemes_reads_iob2(tmp_path: Path) -> None:
         ("Anna NNP B-NP B-PER\n\ufeffJohn NNP I-NP I-PER\n", 2, 1, "U+FEFF (BYTE ORDER MARK)"),
         ("Anna NNP B-NP B-PER\n\u200b NNP O O\n", 2, 1, "nothing but invisible"),
         ("Anna NNP B-NP B-PER\nsaw VBD O O\n\u200b\u200d O O O\n", 3, 1, "nothing but invisible"),
-        ("Anna NNP B-NP B-PER\nSmi\u200dth NNP I-NP I-PER\n", 2, 4, "U+200D (ZERO WIDTH JOINER)"),
+        ("Anna NNP B-NP B-PER\nSmi\u200bth NNP I-NP I-PER\n", 2, 4, "U+200B (ZERO WIDTH SPACE)"),
+        ("Anna NNP B-NP B-PER\nSmith NNP I-NP I-PER\u200d\n", 2, 21, "U+200D (ZERO WIDTH JOINER)"),  # a joiner in a tag
+        ("Anna NNP B-NP B-PER\n\u200c\u200d NNP O O\n", 2, 1, "nothing but invisible"),  # joiners alone
+        ("Anna NNP B-NP B-PER\nSmi\u2060th NNP I-NP I-PER\n", 2, 4, "U+2060 (WORD JOINER)"),
         ("Anna NNP B-NP B-PER\nsaw VBD O O-\u200bX\n", 2, 13, "U+200B (ZERO WIDTH SPACE)"),  # in a tag too
         ("Anna NNP B-NP B-PER\nsaw VBD O O\n  -DOCSTART- -X- -X- O\n", 3, 3, "-DOCSTART- inside a sentence"),
     ],
@@ -189,6 +200,51 @@ def test_invisible_characters_and_inner_docstart_name_line_and_column(
         read_conll(path)
     assert (err.value.line, err.value.column) == (line, column)
     assert str(err.value).startswith(f"{path}:{line}:{column}: ") and fragment in str(err.value)
+
+
+# Words whose zero-width non-joiner (U+200C) or joiner (U+200D) is part of their spelling.
+JOINED_WORDS = [
+    "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian mi-khaham ("I want"): ZWNJ after the prefix
+    "\u0915\u094d\u200d\u0937",  # Devanagari ka + virama + ZWJ + ssa: the half form of ka
+    "\U0001F469\u200d\U0001F4BB",  # the emoji "woman technologist": woman + ZWJ + laptop
+    "\u0d28\u0d4d\u200d",  # Malayalam na + virama + ZWJ at the end of a word (a chillu in the old encoding)
+]
+
+
+def test_text_joiners_are_part_of_words(tmp_path: Path) -> None:
+    text = "".join(f"{word} X B-MISC\nsaw VBD O\n\n" for word in JOINED_WORDS)
+    out = tmp_path / "out.spacy"
+    stats = convert(write(tmp_path, text), out)
+    docs = load_docs(out)
+    assert [doc[0].text for doc in docs] == JOINED_WORDS
+    assert [ents(doc) for doc in docs] == [[(word, "MISC")] for word in JOINED_WORDS]
+    assert stats.total_entities == len(JOINED_WORDS)
+
+
+# An invented sentence with POS and chunk columns but no NER column: the last column is chunks.
+CHUNKS_ONLY = "Mira NNP B-NP\nsang VBD B-VP\nat IN B-PP\nthe DT B-NP\nold JJ I-NP\nmill NN I-NP\n. . O\n"
+
+
+def test_a_chunk_column_where_the_ner_column_should_be_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, CHUNKS_ONLY)
+    out = tmp_path / "out.spacy"
+    with pytest.raises(ChunkTagError) as err:
+        convert(path, out)
+    assert (err.value.line, err.value.column, err.value.label) == (1, 10, "NP")
+    assert str(err.value).startswith(f"{path}:1:10: 'B-NP' is a chunk tag (NP: noun phrase), not an entity")
+    assert "NER column" in str(err.value) and "--" not in str(err.value)  # the library names no option
+    assert not out.exists()
+    for tag, label in (("I-ADVP", "ADVP"), ("B-SBAR", "SBAR"), ("B-PRT", "PRT"), ("I-UCP", "UCP")):
+        with pytest.raises(ChunkTagError, match=f"{label}: "):
+            read_conll(write(tmp_path, f"Mira NNP O\nsang VBD {tag}\n", "one.txt"))
+
+
+def test_chunk_phrase_types_are_entities_when_the_labels_name_them(tmp_path: Path) -> None:
+    corpus = read_conll(write(tmp_path, CHUNKS_ONLY), labels=["NP", "VP", "PP"])
+    assert corpus.documents[0].sentences[0].tags == ["B-NP", "B-VP", "B-PP", "B-NP", "I-NP", "I-NP", "O"]
+    with pytest.raises(ChunkTagError):  # labels that leave one out
+        read_conll(write(tmp_path, CHUNKS_ONLY), labels=["NP", "PP"])
+    assert set(CHUNK_PHRASES) == {"NP", "VP", "PP", "ADJP", "ADVP", "SBAR", "PRT", "CONJP", "INTJ", "LST", "UCP"}
 
 
 def test_docstart_after_a_blank_line_or_another_docstart_is_fine(tmp_path: Path) -> None:

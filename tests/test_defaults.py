@@ -56,6 +56,8 @@ OPENAI_COMPATIBLE = "spacy_ner_project.OpenAICompatible.v1"
 DELIBERATE: Dict[Tuple[str, str, str], str] = {
     ("llm_ner.cfg", "components.llm.model", "context_length"): "Ollama's default context is 2048",
     ("llm_ner.cfg", "components.llm.model.structured_output", "style"): "the default server is Ollama",
+    ("llm_ner.cfg", "components.llm.model.structured_output", "max_items"): "bounds a small model's answer (v1 schema: none)",
+    ("llm_ner.cfg", "components.llm.model.structured_output", "max_length"): "bounds a small model's answer (v1 schema: none)",
     ("llm_ner.cfg", "components.llm.task", "labels"): "CoNLL-2003's labels",
     ("llm_ner.cfg", "components.llm.model.cache_check", "labels"): "CoNLL-2003's labels (the task's)",
     ("ner_trf.cfg", "components.transformer.model", "cpu_mixed_precision"): "bfloat16 on CPUs that have it",

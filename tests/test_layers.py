@@ -128,6 +128,8 @@ HELP_SHOWS = {
     "annotate": "--llm-capacity",
     "check-data": "--file",
     "package": "--plugin-source",
+    "sample": "--gold",
+    "silver": "--lang",
 }
 
 

@@ -4,6 +4,7 @@ server replaying recorded answers; one metrics schema with the trained pipelines
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -11,6 +12,7 @@ import pytest
 import spacy
 import srsly
 from chat_server import ChatServer, fixed_responder, http_error, load_replay, replay_responder
+from conftest import LONG_RETRY_AFTER
 from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
@@ -104,6 +106,25 @@ def test_cli_prints_table_and_writes_the_report(replay_server: ChatServer, gold_
     assert "<h2>LLM runs</h2>" in (tmp_path / "r" / "report.html").read_text()
 
 
+def test_an_llm_and_a_trained_pipeline_in_one_report(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    """--model/--base-url/--cache set the LLM's model only: a pipeline without the component is
+    loaded as it is (before: 'not a section value that can be overridden')."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "LOC", "pattern": "Paris"}])
+    nlp.to_disk(tmp_path / "ruler")
+    args = ["evaluate", str(tmp_path / "ruler"), str(CONFIG), str(gold_path), "--name", "ruler", "--name", "llm",
+            "--output", str(tmp_path / "r"), "--unit", "sents", "--base-url", replay_server.base_url, "--model", "replayed",
+            "--cache", str(tmp_path / "c.sqlite"), "--n-docs", "4", "--llm.n_prompt_examples", "0"]  # [llm]: the LLM config's only
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    typo = CliRunner().invoke(app, [*args[:-2], "--lmm.n_prompt_examples", "0"])
+    assert typo.exit_code == 1 and "no pipeline's config has a [lmm] section" in typo.output
+    metrics = srsly.read_json(tmp_path / "r" / "metrics.json")
+    assert set(metrics["pipelines"]) == {"ruler", "llm"} and list(metrics["llm"]) == ["llm"]
+    assert metrics["pipelines"]["llm"]["ents_p"] == 1.0 and metrics["pipelines"]["ruler"]["ents_r"] < 0.5
+    assert {r.body["model"] for r in replay_server.chat_requests} == {"replayed"}
+
+
 def test_cli_reports_missing_data(tmp_path: Path) -> None:
     default_cache = ROOT / "cache" / "llm_responses.sqlite"  # the config's cache path
     existed = default_cache.exists()
@@ -156,6 +177,38 @@ def test_every_request_failed_exits_1_with_one_summary_line(chat_server: ChatSer
     # no answer came, so the run's time is no speed: none in the metrics, "n/a" or "-" where shown
     assert metrics["llm"]["llm_ner"]["docs_per_second"] is None and metrics["pipelines"]["llm_ner"]["speed"] is None
     assert "(n/a docs/s)" in result.output and "None" not in (tmp_path / "report.md").read_text()
+
+
+@pytest.fixture
+def hundred_sentences(tmp_path: Path) -> Path:
+    """A gold file of 100 sentences, each with one entity."""
+    nlp = spacy.blank("en")
+    path = tmp_path / "hundred.spacy"
+    DocBin(docs=[gold_doc(nlp, f"Report {i} came from Paris.", [("Paris", "LOC")]) for i in range(100)]).to_disk(path)
+    return path
+
+
+def test_a_long_retry_after_fails_the_run_within_one_retry_budget(
+    rate_limited_server: ChatServer, hundred_sentences: Path, tmp_path: Path
+) -> None:
+    max_retries, max_retry_wait = 2, 1
+    start = time.monotonic()
+    result = run_cli(
+        rate_limited_server, hundred_sentences, tmp_path / "r",
+        "--llm.max_retries", str(max_retries), "--llm.max_retry_wait", str(max_retry_wait),
+    )
+    elapsed = time.monotonic() - start
+    # the issue's bound (the pipeline's assembly included): each doc waiting for itself took minutes
+    assert elapsed < max_retries * max_retry_wait + 60, result.output
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())  # the console wraps long lines
+    problem = output[output.index("100 of 100 docs had failed requests (first: ") :]
+    assert f"Retry-After {LONG_RETRY_AFTER}" in problem[: problem.index("; see doc.user_data")]
+    (line,) = [line for line in result.output.splitlines() if line.startswith("✘")]
+    assert line.startswith("✘ 100 of 100 docs got no answer")
+    llm = srsly.read_json(tmp_path / "r" / "metrics.json")["llm"]["llm_ner"]
+    assert llm["task_report"]["docs_with_failed_requests"] == 100
+    assert llm["model_stats"]["requests"] <= (1 + max_retries) * 2  # the config's concurrency: the rest unsent
 
 
 LONG_ERROR = "request failed: POST http://127.0.0.1:1/v1/chat/completions failed after 3 attempts: HTTP 503\n" + " ".join(
@@ -211,12 +264,38 @@ def test_max_failed_is_a_share_of_docs(replay_server: ChatServer, gold_path: Pat
         FailurePolicy(max_failed=5)
 
 
-def test_unparseable_answers_are_summarised_not_failed(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+def test_every_answer_unparseable_exits_1_with_one_line_saying_so(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
     chat_server.responder = fixed_responder("I cannot help with that.")
     result = run_cli(chat_server, gold_path, tmp_path)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
     assert result.output.count("5 of 5 docs had unparseable answers") == 1
-    assert result.output.count("I cannot help with that") == 1
+    assert result.output.count("I cannot help with that") == 1  # the summary's first error, not repeated
+    (line,) = [line for line in result.output.splitlines() if line.startswith("✘")]
+    assert "no doc got a usable answer: 5 of 5 docs got answers without an entity list (unparseable)" in line
+    assert srsly.read_json(tmp_path / "metrics.json")["llm"]["llm_ner"]["task_report"]["docs_with_unparseable_answers"] == 5
+
+
+def test_some_unparseable_answers_are_summarised_not_failed(chat_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    empty = '{"PER": [], "ORG": [], "LOC": [], "MISC": []}'
+    chat_server.responder = lambda prompt: "I cannot help with that." if "Ajax" in prompt else empty
+    result = run_cli(chat_server, gold_path, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("1 of 5 docs had unparseable answers") == 1
+
+
+def block(**counts: int) -> Dict[str, Any]:
+    """An ``llm`` metrics block of 10 docs with these task counts."""
+    report = {"docs_with_failed_requests": 0, "docs_with_unparseable_answers": 0, **counts}
+    return {"n_docs": 10, "task_report": report}
+
+
+def test_the_failure_policy_reads_the_docs_statuses() -> None:
+    policy = FailurePolicy(max_failed=0.1)
+    assert policy.check(block()) is None and policy.check(block(docs_with_unparseable_answers=9)) is None
+    assert "10 of 10 docs got no answer" in str(policy.check(block(docs_with_failed_requests=10)))
+    assert "no doc got a usable answer: 10 of 10" in str(policy.check(block(docs_with_unparseable_answers=10)))
+    mixed = FailurePolicy(max_failed=0.5).check(block(docs_with_unparseable_answers=8, docs_with_failed_requests=2))
+    assert mixed is not None and "8 of 10 docs got answers without an entity list (unparseable) and 2 got none" in mixed
 
 
 def test_few_shot_examples_come_from_paths_train(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:

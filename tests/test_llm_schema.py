@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Dict
 
@@ -76,3 +77,16 @@ def test_a_config_sends_the_schema_with_every_request(chat_server: ChatServer, t
     list(model([["Find the entities."]]))
     (request,) = chat_server.chat_requests
     assert request.body["format"] == entity_json_schema(LABELS) and request.body["temperature"] == 0.0
+
+
+def test_bounded_schema_refuses_runaway_answers() -> None:
+    """max_items / max_length (configs/llm_ner.cfg sets them): no list of empty or endless strings."""
+
+    schema = entity_json_schema(["PER", "LOC"], max_items=3, max_length=10)
+    jsonschema.validate({"PER": ["Ann Lee"], "LOC": []}, schema)
+    for runaway in ({"PER": ["", ""], "LOC": []}, {"PER": ["a", "b", "c", "d"], "LOC": []}, {"PER": ["x" * 11], "LOC": []}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(runaway, schema)
+    assert "maxItems" not in json.dumps(entity_json_schema(["PER"]))  # unbounded unless asked: the v1 schema
+    with pytest.raises(ValueError, match="max_items must be a whole number"):
+        entity_json_schema(["PER"], max_items=0)

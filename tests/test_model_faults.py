@@ -1,7 +1,9 @@
-"""OpenAICompatible.v1 against misbehaving servers: long Retry-After, a dead server, Ctrl-C."""
+"""OpenAICompatible.v1 against misbehaving servers: a server that drips its answer, a long
+Retry-After, a dead server, Ctrl-C (at chosen and at random moments)."""
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import sqlite3
@@ -15,6 +17,7 @@ from typing import Any, Callable, List, TypeVar
 
 import pytest
 from chat_server import ChatServer, fixed_responder, hang, http_date, http_error
+from conftest import DRIP_INTERVAL, FLAKY, LONG_RETRY_AFTER
 
 from spacy_ner_project.components.cache import ResponseCache
 from spacy_ner_project.components.models import FailedResponse, OpenAICompatibleModel
@@ -173,3 +176,165 @@ def test_ctrl_c_stops_at_once_and_a_rerun_repeats_no_finished_request(
     rerun = OpenAICompatibleModel(base_url=chat_server.base_url, model="test-model", cache=cache)
     assert ask(rerun, FAST) == [f"answer {p}" for p in FAST]
     assert chat_server.chat_requests == [] and rerun.stats.cache_hits == 3
+
+
+# -- the deadline of a whole request ------------------------------------------------------------
+
+
+def test_a_server_that_drips_its_answer_fails_at_the_deadline_not_never(drip_server: ChatServer) -> None:
+    timeout = 4 * DRIP_INTERVAL  # every read gets a byte well within it; the whole answer takes minutes
+    model = OpenAICompatibleModel(base_url=drip_server.base_url, model="m", timeout=timeout, max_retries=0)
+    start = time.monotonic()
+    (answer,) = within(30, lambda: ask(model, ["slowly"]))
+    elapsed = time.monotonic() - start
+    assert timeout - 0.1 <= elapsed < timeout + 1.5
+    assert isinstance(answer, FailedResponse) and "after 1 attempt: timed out" in answer.error
+    assert f"deadline, timeout = {timeout:g} s for the whole request" in answer.error
+
+
+def test_the_deadline_holds_for_each_attempt(drip_server: ChatServer) -> None:
+    model = OpenAICompatibleModel(base_url=drip_server.base_url, model="m", timeout=1.0, max_retries=1, backoff=0.01)
+    start = time.monotonic()
+    (answer,) = within(30, lambda: ask(model, ["slowly"]))
+    assert 1.9 <= time.monotonic() - start < 4.0 and "after 2 attempts" in answer.error
+    assert len(drip_server.chat_requests) == 2
+
+
+def test_a_doc_whose_answer_drips_is_marked_failed_naming_the_deadline(drip_server: ChatServer) -> None:
+    import spacy
+
+    from spacy_ner_project.llm.record import LLMStatus, read_llm_outcome
+
+    nlp = spacy.blank("en")
+    model = {"@llm_models": "spacy_ner_project.OpenAICompatible.v1", "base_url": drip_server.base_url, "model": "m",
+             "timeout": 4 * DRIP_INTERVAL, "max_retries": 0, "context_length": 4096}
+    nlp.add_pipe("llm", config={"task": {"@llm_tasks": "spacy_ner_project.JsonNER.v1", "labels": ["PER", "LOC"]}, "model": model})
+    doc = within(30, lambda: nlp("Sam flew to Paris."))
+    outcome = read_llm_outcome(doc)
+    assert outcome is not None and outcome.status is LLMStatus.FAILED and doc.ents == ()
+    assert outcome.error is not None and "deadline" in outcome.error and "whole request" in outcome.error
+
+
+# -- a long Retry-After is one wait for the whole run ----------------------------------------------
+
+
+def in_batches(model: OpenAICompatibleModel, prompts: List[str], size: int) -> List[str]:
+    """The prompts asked in calls of ``size``, as nlp.pipe's batches ask them."""
+    return [answer for i in range(0, len(prompts), size) for answer in ask(model, prompts[i : i + size])]
+
+
+def test_a_long_retry_after_costs_the_run_its_retries_once_not_each_doc(rate_limited_server: ChatServer) -> None:
+    max_retries, max_retry_wait = 2, 1.0
+    model = OpenAICompatibleModel(
+        base_url=rate_limited_server.base_url, model="m", max_retries=max_retries, max_retry_wait=max_retry_wait,
+        backoff=0.01, concurrency=2,
+    )
+    prompts = [f"doc {i}" for i in range(40)]
+    start = time.monotonic()
+    answers = within(120, lambda: in_batches(model, prompts, 8))
+    elapsed = time.monotonic() - start
+    # each doc waiting for itself took 40 docs x 2 waits / 2 at a time = 40 s; the run shares its 2 waits
+    assert elapsed < max_retries * max_retry_wait + 3.0
+    assert len(answers) == 40 and all(isinstance(answer, FailedResponse) for answer in answers)
+    assert all(f"Retry-After {LONG_RETRY_AFTER}" in answer.error for answer in answers)
+    unsent = [answer.error for answer in answers if " not sent: " in answer.error]
+    assert len(unsent) >= 40 - 3 * model.concurrency and "max_retry_wait = 1 s" in unsent[0]
+    assert len(rate_limited_server.chat_requests) <= (1 + max_retries) * model.concurrency
+    assert model.stats.failures == 40
+
+
+def test_requests_wait_on_the_shared_deadline_then_go_when_the_server_answers(chat_server: ChatServer) -> None:
+    chat_server.responder = lambda prompt: time.sleep(0.2) or "fine"  # the 429 comes at once, answers later
+    chat_server.fail("doc 0", http_error(429, retry_after=LONG_RETRY_AFTER))
+    model = OpenAICompatibleModel(base_url=chat_server.base_url, model="m", max_retry_wait=0.5, backoff=0.01, concurrency=2)
+    start = time.monotonic()
+    assert within(20, lambda: ask(model, [f"doc {i}" for i in range(6)])) == ["fine"] * 6
+    assert time.monotonic() - start < 2.5  # one wait of 0.5 s for all, none after the answer
+    (limited,) = [r for r in chat_server.chat_requests if r.status == 429]
+    later = chat_server.chat_requests[2:]  # after doc 0 and doc 1, sent together
+    assert len(later) == 5 and all(r.started - limited.ended >= 0.45 for r in later)  # none started its own clock
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+
+INTERRUPT_BEFORE_SENDING = """
+import os, signal, sys, time
+from spacy_ner_project.components.models import OpenAICompatibleModel
+model = OpenAICompatibleModel(base_url=sys.argv[1], model="m", concurrency=1, timeout=60)
+count = model._count
+
+def ctrl_c_before_the_second_request(**increments):
+    # the moment between deciding to send a request and sending it: Ctrl-C, and the main
+    # thread's handling of it, happen here
+    if increments.get("requests") and model.stats.requests == 1:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+    count(**increments)
+
+model._count = ctrl_c_before_the_second_request
+model([["first"], ["late"]])
+"""
+
+
+def test_ctrl_c_just_before_a_request_is_sent_sends_nothing_more(chat_server: ChatServer) -> None:
+    chat_server.fail_every("late", hang(60))  # a request sent after Ctrl-C would hold the exit a minute
+    start = time.monotonic()
+    child = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_BEFORE_SENDING, chat_server.base_url], capture_output=True, text=True, timeout=90
+    )
+    assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr
+    assert time.monotonic() - start < 5.0  # startup, the 0.5 s above, and the 2 s the issue allows
+    assert [r.prompt for r in chat_server.chat_requests] == ["first"]
+
+
+STRESS_CHILD = """
+import faulthandler, signal, sys
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a slow exit is stuck
+from spacy_ner_project.components.cache import ResponseCache
+from spacy_ner_project.components.models import OpenAICompatibleModel
+model = OpenAICompatibleModel(base_url=sys.argv[1], model="m", cache=ResponseCache(sys.argv[2]),
+                              concurrency=4, max_retries=3, backoff=0.2, timeout=60)
+prompts = [f"doc {i}" + (" flaky" if i % 3 == 0 else "") for i in range(2000)]
+for start in range(0, len(prompts), 16):  # as nlp.pipe's batches
+    model([[prompt] for prompt in prompts[start : start + 16]])
+"""
+
+
+def test_ctrl_c_at_random_moments_stops_within_2_s_leaving_only_complete_cache_entries(
+    flaky_server: ChatServer, tmp_path: Path
+) -> None:
+    """20 runs, each interrupted at a random moment: requests in flight, in a backoff wait (a
+    flaky doc's 500), between requests or between calls. Right before Ctrl-C the server freezes,
+    so a request sent after it would hang and hold the exit."""
+    moments = random.Random(21)
+    for run in range(20):
+        flaky_server.reset()
+        flaky_server.fail_first(FLAKY, http_error(500))
+        path = tmp_path / f"cache-{run}.sqlite"
+        child = subprocess.Popen(
+            [sys.executable, "-c", STRESS_CHILD, flaky_server.base_url, str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(lambda: len(flaky_server.chat_requests) > 0, 60)
+            time.sleep(moments.uniform(0.0, 0.8))
+            flaky_server.freeze()
+            start = time.monotonic()
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=1.5)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGUSR1)  # its threads' stacks go to stderr
+                child.wait(timeout=15)
+            elapsed = time.monotonic() - start
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        stderr = child.stderr.read().decode() if child.stderr else ""
+        assert elapsed < 2.0 and "KeyboardInterrupt" in stderr, f"run {run}: exit {elapsed:.2f} s after Ctrl-C\n{stderr[-2000:]}"
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            rows = db.execute("SELECT prompt, response FROM responses").fetchall()
+        assert all(response == f"answer {prompt}" for prompt, response in rows), f"run {run}"
+        ResponseCache(path).close()  # opens as a cache

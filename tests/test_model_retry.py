@@ -10,6 +10,7 @@ from spacy_ner_project.components.model_retry import (
     CallBreaker,
     RequestError,
     RetryPolicy,
+    SharedRetryAfter,
     is_retryable_status,
     parse_retry_after,
 )
@@ -100,3 +101,57 @@ def test_the_defaults_bound_every_wait() -> None:
     )
     waits = [policy.delay(attempt, limited(3600.0), jitter=1.0) for attempt in range(1, policy.attempts(SERVER_ERROR))]
     assert len(waits) == ModelDefaults.DEFAULT_MAX_RETRIES and max(waits) == ModelDefaults.DEFAULT_MAX_RETRY_WAIT
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_long_retry_after_is_one_wait_for_every_request_and_one_budget() -> None:
+    clock = Clock()
+    shared = SharedRetryAfter(max_waits=2, clock=clock)
+    assert shared.turn() == (0.0, None) and shared.era == 0
+    # two requests sent before the server limited the client: the first begins the wait, the second joins it
+    assert shared.limited(sent_in=0, retry_after=3600.0, wait=30.0, reason="limited")
+    assert shared.limited(sent_in=0, retry_after=3600.0, wait=30.0, reason="limited")
+    assert shared.era == 1 and shared.turn() == (30.0, None)
+    clock.now += 10
+    assert shared.turn() == (20.0, None)  # a request that comes later waits on the same deadline
+    clock.now += 20
+    assert shared.turn() == (0.0, None)
+    assert shared.limited(sent_in=1, retry_after=3600.0, wait=30.0, reason="limited")  # the second wait
+    clock.now += 30
+    assert not shared.limited(sent_in=2, retry_after=3600.0, wait=30.0, reason="limited")  # spent
+    assert not shared.limited(sent_in=1, retry_after=3600.0, wait=30.0, reason="limited")
+    assert shared.turn() == (0.0, "limited")  # every request fails at once now ...
+    clock.now += 3600
+    assert shared.turn() == (0.0, None)  # ... until the time the server asked for has passed
+
+
+def test_an_answer_after_the_latest_wait_ends_the_shared_retry_after() -> None:
+    clock = Clock()
+    shared = SharedRetryAfter(max_waits=1, clock=clock)
+    shared.limited(sent_in=0, retry_after=3600.0, wait=30.0, reason="limited")
+    shared.answered(sent_in=0)  # sent before the wait began: says nothing about the server now
+    clock.now += 30
+    assert shared.turn() == (0.0, None) and shared.era == 1
+    shared.answered(sent_in=1)  # the server answers again: the budget is whole
+    assert shared.limited(sent_in=1, retry_after=3600.0, wait=30.0, reason="limited")
+    assert shared.turn() == (30.0, None)
+
+
+def test_no_retries_means_no_shared_wait() -> None:
+    shared = SharedRetryAfter(max_waits=0, clock=Clock())
+    assert not shared.limited(sent_in=0, retry_after=3600.0, wait=30.0, reason="limited")
+    assert shared.turn() == (0.0, "limited")
+
+
+def test_only_a_retry_after_over_the_cap_is_shared() -> None:
+    assert POLICY.asks_too_long(limited(3600.0)) and not POLICY.asks_too_long(limited(30.0))
+    assert not POLICY.asks_too_long(SERVER_ERROR)

@@ -63,6 +63,15 @@ def test_backbone_override_only_for_transformer_configs(tmp_path: Path, capsys, 
     assert capsys.readouterr() == ("", "")
 
 
+def test_eval_frequency_never_passes_max_steps(tmp_path: Path) -> None:
+    """Else spaCy scores step 0 only and model-best is the untrained pipeline."""
+    config = ROOT / "configs" / "ner_cnn.cfg"
+    short = training_overrides(config, train=tmp_path, dev=tmp_path, max_steps=20)
+    assert short["training.eval_frequency"] == 20  # the config's eval_frequency is larger
+    assert training_overrides(config, train=tmp_path, dev=tmp_path, max_steps=20, eval_frequency=400)["training.eval_frequency"] == 20
+    assert training_overrides(config, train=tmp_path, dev=tmp_path, max_steps=2000, eval_frequency=400)["training.eval_frequency"] == 400
+
+
 def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path]) -> None:
     nlp = spacy.load(tiny_trf_pipeline)
     assert nlp.pipe_names == ["transformer", "ner"]

@@ -23,7 +23,7 @@ Styles, by server:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from spacy_llm.util import split_labels
 
@@ -32,15 +32,28 @@ Schema = Dict[str, Any]
 SCHEMA_NAME = "entities"
 
 
-def entity_json_schema(labels: List[str]) -> Schema:
-    """JSON schema of an answer: {label: [string, ...]} with exactly these labels, all required."""
+def entity_json_schema(labels: List[str], *, max_items: Optional[int] = None, max_length: Optional[int] = None) -> Schema:
+    """JSON schema of an answer: {label: [string, ...]} with exactly these labels, all required.
+
+    ``max_items`` bounds each label's list and ``max_length`` each string (non-empty then:
+    ``minLength`` 1), so that a grammar-constrained model cannot run on to ``max_tokens`` with
+    repeated or empty strings; None leaves them unbounded (the v1 schema)."""
     if isinstance(labels, str) or not labels or not all(isinstance(label, str) and label for label in labels):
         raise ValueError(f"labels must be a non-empty list of label names, e.g. [\"PER\", \"ORG\"]; got {labels!r}")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must not repeat a label; got {labels!r}")
+    for name, bound in (("max_items", max_items), ("max_length", max_length)):
+        if bound is not None and (not isinstance(bound, int) or bound < 1):
+            raise ValueError(f"{name} must be a whole number of 1 or more (or null: unbounded); got {bound!r}")
+    item: Schema = {"type": "string"}
+    if max_length is not None:
+        item.update(minLength=1, maxLength=max_length)
+    array: Schema = {"type": "array", "items": item}
+    if max_items is not None:
+        array["maxItems"] = max_items
     return {
         "type": "object",
-        "properties": {label: {"type": "array", "items": {"type": "string"}} for label in labels},
+        "properties": {label: dict(array) for label in labels},
         "required": list(labels),
         "additionalProperties": False,
     }
@@ -63,23 +76,33 @@ STYLES = tuple(_STYLES)
 DEFAULT_STYLE = "openai"
 
 
-def structured_output_fields(labels: Union[List[str], str], *, style: str) -> Dict[str, Any]:
+def structured_output_fields(
+    labels: Union[List[str], str], *, style: str, max_items: Optional[int] = None, max_length: Optional[int] = None
+) -> Dict[str, Any]:
     """The extra request fields that ask for answers in the entity schema, in a server's style.
 
     labels: a list, or a comma-separated string as JsonNER.v1 takes them.
     """
     if style not in _STYLES:
         raise ValueError(f"style must be one of {', '.join(map(repr, STYLES))}; got {style!r}")
-    return _STYLES[style](entity_json_schema(split_labels(labels) if isinstance(labels, str) else list(labels)))
+    names = split_labels(labels) if isinstance(labels, str) else list(labels)
+    return _STYLES[style](entity_json_schema(names, max_items=max_items, max_length=max_length))
 
 
-def entity_schema_v1(labels: Union[List[str], str], style: str = DEFAULT_STYLE) -> Dict[str, Any]:
+def entity_schema_v1(
+    labels: Union[List[str], str],
+    style: str = DEFAULT_STYLE,
+    max_items: Optional[int] = None,
+    max_length: Optional[int] = None,
+) -> Dict[str, Any]:
     """Registered as ``spacy_ner_project.EntitySchema.v1`` (llm_misc).
 
     labels (Union[List[str], str]): The answer's keys, e.g. ["PER", "ORG", "LOC", "MISC"] or
         "PER,ORG,LOC,MISC" (the task's labels: ``${llm.labels}`` in configs/llm_ner.cfg).
     style (str): "openai" (OpenAI, vLLM, llama.cpp's llama-server), "llama-cpp-python",
         "ollama", or "none" (no structured output).
+    max_items (Optional[int]): At most this many strings per label (null: no bound).
+    max_length (Optional[int]): Strings of 1 to this many characters (null: no bound).
     RETURNS (Dict[str, Any]): Request fields for OpenAICompatible.v1's ``structured_output``.
     """
-    return structured_output_fields(labels, style=style)
+    return structured_output_fields(labels, style=style, max_items=max_items, max_length=max_length)

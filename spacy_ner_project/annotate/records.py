@@ -4,21 +4,31 @@ A record that cannot be annotated is never an exception: it gets an ``error`` va
 ``text``/``id`` as far as they could be read) and goes to OUTPUT like any other. The same
 functions turn raw rows into records for both engines (the Ray engine reads with Ray Data's
 own readers and calls :func:`records_from_rows` on each batch), so both engines see exactly
-the same records. Ids are written as strings (an integer id 7 becomes "7").
+the same records.
+
+What makes INPUT as a whole unusable is refused before any work, by :func:`scan_input`: two
+records with one id (it names the first two lines or rows that share it), ids of both JSON
+types (the integer 1 and the string "1" would be one id), and bytes that are not UTF-8 (the
+file and line; ``encoding_errors="replace"`` reads them as U+FFFD instead). Ids are written
+as strings (an integer id 7 becomes "7"); OUTPUT's manifest keeps their type, so a resumed
+run cannot mix them either.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import AbstractSet, Any, Iterable, Iterator, List, Mapping, Optional, TypedDict
+from typing import AbstractSet, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, TypedDict
 
 from spacy_ner_project.errors import UserError
 
-from .settings import InputFormat, InputSpec
+from .settings import InputFormat, InputSpec, OptionError, OptionName
 
 SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 PARQUET_ROWS_PER_BATCH = 1024
+BOM = b"\xef\xbb\xbf"
+STRING, INTEGER = "string", "integer"  # the JSON types an id may have
 
 
 class Record(TypedDict):
@@ -57,12 +67,17 @@ def text_error(text: Any, *, field: str, max_chars: int) -> Optional[str]:
     return None
 
 
-def _id(value: Any) -> Optional[str]:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (str, int)):
-        return str(value)
+def id_type(value: Any) -> Optional[str]:
+    """``STRING`` or ``INTEGER`` for a usable id, else None (a bool is no id)."""
+    if isinstance(value, str):
+        return STRING
+    if isinstance(value, int) and not isinstance(value, bool):
+        return INTEGER
     return None
+
+
+def _id(value: Any) -> Optional[str]:
+    return str(value) if id_type(value) is not None else None
 
 
 def record_from_fields(row: Mapping[str, Any], *, spec: InputSpec) -> Record:
@@ -88,28 +103,69 @@ def record_from_line(line: str, *, spec: InputSpec) -> Record:
     return record_from_fields(row, spec=spec)
 
 
+def decode(data: bytes, *, spec: InputSpec, where: str, encoding: str = "utf-8") -> str:
+    """``data`` as text; bytes that are not UTF-8 are an :class:`OptionError` naming ``where``
+    (a file, or a file's line), or U+FFFD with ``spec.encoding_errors == "replace"``."""
+    try:
+        return data.decode(encoding, errors=spec.encoding_errors)
+    except UnicodeDecodeError as err:
+        reason = f"{err.reason} at byte {err.start}"
+
+        def words(name: OptionName) -> str:
+            return (
+                f"{where} is not UTF-8 ({reason}): save INPUT as UTF-8, or pass "
+                f"{name('encoding_errors', 'replace')} to read such bytes as U+FFFD"
+            )
+
+        raise OptionError(words) from None
+
+
+def jsonl_lines(lines: Iterable[bytes]) -> Iterator[Tuple[int, bytes]]:
+    """(line number from 1, line without its end) of each line that is not blank; a UTF-8
+    byte order mark before the first line is dropped. Lines end at b"\\n" only (as in a file
+    opened in binary mode), so both engines number them alike."""
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip(b"\r\n")
+        if number == 1 and line.startswith(BOM):
+            line = line[len(BOM) :]
+        if line.strip():
+            yield number, line
+
+
+def records_from_jsonl(lines: Iterable[bytes], *, path: str, spec: InputSpec) -> Iterator[Record]:
+    """The records of a JSONL file's raw lines."""
+    for number, line in jsonl_lines(lines):
+        yield record_from_line(decode(line, spec=spec, where=f"{path} line {number}"), spec=spec)
+
+
 def record_from_file(path: str, data: bytes, *, root: Path, spec: InputSpec) -> Record:
     """A record from a .txt file: id = its path relative to the INPUT folder (with /)."""
     try:
         record_id = PurePath(path).relative_to(root).as_posix()
     except ValueError:
         record_id = PurePath(path).name
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        return Record(id=record_id, text=None, error=f"file is not UTF-8 ({err.reason} at byte {err.start})")
+    text = decode(data, spec=spec, where=path, encoding="utf-8-sig")
     return Record(id=record_id, text=text, error=text_error(text, field="text", max_chars=spec.max_chars))
 
 
 def records_from_rows(rows: Iterable[Mapping[str, Any]], *, kind: str, spec: InputSpec) -> List[Record]:
-    """Records from raw rows as Ray Data's readers give them: ``{"text": line}`` (read_text
-    of JSONL), ``{"path", "bytes"}`` (read_binary_files), or Parquet rows."""
+    """Records from raw rows as Ray Data's readers give them: ``{"path", "bytes"}``
+    (read_binary_files, of a JSONL file or a .txt file), or Parquet rows."""
     if kind == "jsonl":
-        return [record_from_line(row["text"], spec=spec) for row in rows if row["text"].strip()]
+        return [
+            record
+            for row in rows
+            for record in records_from_jsonl(row["bytes"].split(b"\n"), path=jsonl_name(row["path"], spec), spec=spec)
+        ]
     if kind == "txt":
         root = txt_root(spec)
         return [record_from_file(row["path"], row["bytes"], root=root, spec=spec) for row in rows]
     return [record_from_fields(row, spec=spec) for row in rows]
+
+
+def jsonl_name(path: str, spec: InputSpec) -> str:
+    """How messages name the JSONL file at ``path`` (Ray's readers give it resolved): as given."""
+    return str(spec.path) if Path(path) == spec.path.resolve() else path
 
 
 def txt_root(spec: InputSpec) -> Path:
@@ -125,10 +181,8 @@ def read_records(spec: InputSpec) -> Iterator[Record]:
     """Every record of INPUT, in input order (the local engine's reader)."""
     kind = input_format(spec)
     if kind == "jsonl":
-        with spec.path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if line.strip():
-                    yield record_from_line(line.rstrip("\r\n"), spec=spec)
+        with spec.path.open("rb") as lines:
+            yield from records_from_jsonl(lines, path=str(spec.path), spec=spec)
     elif kind == "txt":
         root = txt_root(spec)
         for path in txt_files(spec):
@@ -144,3 +198,102 @@ def skip_done(records: Iterable[Record], done: AbstractSet[str]) -> Iterator[Rec
     """Records whose id is not in ``done`` (the ids OUTPUT holds when resuming); records
     without an id cannot be matched and are annotated (and written) again."""
     return (record for record in records if record["id"] is None or record["id"] not in done)
+
+
+# -- INPUT as a whole: checked before any work ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputScan:
+    """What :func:`scan_input` found: the number of records with an id, and the ids' JSON type
+    (``STRING`` or ``INTEGER``; None when no record has one)."""
+
+    ids: int
+    id_type: Optional[str]
+
+
+@dataclass
+class IdCheck:
+    """Ids as they are read, with where each was first seen: refuses a second record with an
+    id, and a second JSON type of id. ``unit`` names a position ("line", "row")."""
+
+    path: str
+    unit: str
+    seen: Dict[str, int] = field(default_factory=dict)
+    first_of_type: Optional[Tuple[str, int, Any]] = None
+
+    def add(self, value: Any, position: int) -> None:
+        kind = id_type(value)
+        if kind is None:
+            return  # no usable id: the record becomes a row with an error value
+        if self.first_of_type is None:
+            self.first_of_type = (kind, position, value)
+        elif kind != self.first_of_type[0]:
+            self._mixed(kind, position, value)
+        key = str(value)
+        first = self.seen.setdefault(key, position)
+        if first != position:
+            raise UserError(
+                f"{self.path}: {self.unit}s {first} and {position} share the id {json.dumps(value, ensure_ascii=False)}: "
+                "give each record its own id (annotate writes one row per id, and resuming skips ids already written)"
+            )
+
+    def _mixed(self, kind: str, position: int, value: Any) -> None:
+        first_kind, first_position, first_value = self.first_of_type or (kind, position, value)
+        raise UserError(
+            f"{self.path}: {self.unit} {first_position} has the {first_kind} id {json.dumps(first_value, ensure_ascii=False)} "
+            f"but {self.unit} {position} the {kind} id {json.dumps(value, ensure_ascii=False)}: give every record a string id, "
+            'or every record an integer id (ids are written as strings, so 1 and "1" would be one id)'
+        )
+
+    def result(self) -> InputScan:
+        return InputScan(ids=len(self.seen), id_type=self.first_of_type[0] if self.first_of_type else None)
+
+
+def scan_input(spec: InputSpec) -> InputScan:
+    """Read INPUT once, before any work: refuse duplicate ids, ids of two JSON types and (with
+    ``encoding_errors="strict"``) bytes that are not UTF-8, each in one line naming where."""
+    kind = input_format(spec)
+    if kind == "jsonl":
+        return _scan_jsonl(spec)
+    if kind == "parquet":
+        return _scan_parquet(spec)
+    return _scan_txt(spec)
+
+
+def _scan_jsonl(spec: InputSpec) -> InputScan:
+    check = IdCheck(str(spec.path), "line")
+    with spec.path.open("rb") as lines:
+        for number, line in jsonl_lines(lines):
+            text = decode(line, spec=spec, where=f"{spec.path} line {number}")
+            try:
+                row = json.loads(text)
+            except ValueError:
+                continue  # a row with an error value
+            if isinstance(row, dict):
+                check.add(row.get(spec.id_field), number)
+    return check.result()
+
+
+def _scan_parquet(spec: InputSpec) -> InputScan:
+    import pyarrow.dataset
+
+    dataset = pyarrow.dataset.dataset(str(spec.path), format="parquet")
+    check = IdCheck(str(spec.path), "row")
+    if spec.id_field not in dataset.schema.names:
+        return check.result()  # every row gets an error value
+    position = 0
+    for batch in dataset.to_batches(columns=[spec.id_field], batch_size=PARQUET_ROWS_PER_BATCH * 64):
+        for value in batch.column(0).to_pylist():
+            position += 1
+            check.add(value, position)
+    return check.result()
+
+
+def _scan_txt(spec: InputSpec) -> InputScan:
+    """Ids are relative paths (unique); with strict decoding, every file must be UTF-8."""
+    files = txt_files(spec)
+    if spec.encoding_errors == "strict":
+        for path in files:
+            decode(path.read_bytes(), spec=spec, where=str(path), encoding="utf-8-sig")
+    return InputScan(ids=len(files), id_type=STRING)

@@ -1,17 +1,23 @@
-"""``annotate(PIPELINE, INPUT, OUTPUT)``: prepare OUTPUT, pick the engine, summarise the run."""
+"""``annotate(PIPELINE, INPUT, OUTPUT)``: check everything, prepare OUTPUT, pick the engine, summarise.
+
+Before any work (nothing is written until every check passed): the pipeline is found and
+described (``pipeline.pipeline_identity``), an existing OUTPUT is refused, or checked to be
+resumable by this run (same layout, format, pipeline and id type), and INPUT is read once
+(``records.scan_input``: duplicate ids, mixed id types, bytes that are not UTF-8).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from .local import Progress, run_local
-from .output import DOCBIN_DIR, ShardWriter, output_files, prepare_output, read_output_file, require_pyarrow, summarize
-from .pipeline import pipeline_spec
-from .records import input_format, read_records, skip_done
-from .settings import AnnotateOptions, InputSpec
+from .output import DOCBIN_DIR, PartWriter, existing_output, require_pyarrow, run_name, start_run
+from .pipeline import PipelineSpec, identity_difference, pipeline_spec
+from .records import InputScan, input_format, read_records, scan_input, skip_done
+from .settings import AnnotateOptions, InputSpec, OptionError
 
 
 @dataclass
@@ -20,11 +26,35 @@ class AnnotateSummary:
     engine: str
     rows: int  # rows written by this run
     errors: int  # of them, rows with an error value
+    failed: int  # of those, rows whose LLM request failed: not finished, a resumed run asks again
     entities: int
-    skipped: int  # ids already in OUTPUT (resume)
+    skipped: int  # ids whose finished row OUTPUT already held (resume)
+    asked_again: int  # ids whose earlier LLM request had failed, written again by this run (resume)
     seconds: float
     files: List[Path]
     overrides: Dict[str, Any]
+
+
+def check_same_pipeline(output: Path, previous: Mapping[str, Any], spec: PipelineSpec) -> None:
+    """Refuse to resume an OUTPUT that another pipeline made, naming what differs."""
+    difference = identity_difference(previous.get("pipeline") or {}, spec.identity)
+    if difference is not None:
+        raise OptionError(
+            lambda name: f"OUTPUT {output} was made by another pipeline: {difference}; resume with the pipeline that made it, "
+            f"or pass {name('existing', 'overwrite')} to annotate it all again, or choose another OUTPUT"
+        )
+
+
+def check_same_id_type(output: Path, previous: Mapping[str, Any], scan: InputScan) -> None:
+    """Refuse to resume an OUTPUT of string ids with integer ids, or the other way round
+    (both are written as strings: 1 would match the row of "1")."""
+    made = previous.get("id_type")
+    if made is not None and scan.id_type is not None and made != scan.id_type:
+        raise OptionError(
+            lambda name: f"OUTPUT {output} holds the rows of {made} ids, this INPUT has {scan.id_type} ids "
+            f"(both are written as strings, so 1 would match the row of \"1\"): resume with the INPUT that made it, "
+            f"or pass {name('existing', 'overwrite')} to annotate it all again, or choose another OUTPUT"
+        )
 
 
 def annotate(
@@ -47,20 +77,39 @@ def annotate(
         cache=options.llm_cache,
         code=options.code,
         use_gpu=options.engine == "ray" and options.gpus_per_actor > 0,
+        config_overrides=options.config_overrides,
+        max_length=source.max_chars,
     )
-    manifest = {"pipeline": pipeline, "input": str(source.path), "input_format": kind, "options": asdict(options)}
-    done = prepare_output(output, output_format=options.output_format, existing=options.existing, manifest=manifest)
-    before = set(output_files(output))
+    previous = existing_output(output, output_format=options.output_format, existing=options.existing)
+    if previous is not None:
+        check_same_pipeline(output, previous, spec)
+    scan = scan_input(source)
+    if previous is not None:
+        check_same_id_type(output, previous, scan)
+    run = run_name(previous)
+    made_by = {
+        "format": options.output_format,
+        "pipeline": spec.identity,
+        "id_type": scan.id_type or (previous or {}).get("id_type"),
+    }
+    this_run = {
+        "run": run,
+        "engine": options.engine,
+        "input": str(source.path),
+        "input_format": kind,
+        "input_spec": asdict(source),
+        "options": asdict(options),
+    }
+    state = start_run(output, manifest=made_by, previous=previous, run=this_run)
+    writer = PartWriter(output, output_format=options.output_format, run=run, rows_per_file=options.rows_per_file, replacing=state.failed)
     docbin_dir = output / DOCBIN_DIR if options.docbin else None
     if options.engine == "local":
-        writer = ShardWriter(output, output_format=options.output_format)
         run_local(
             spec,
-            skip_done(read_records(source), done),
+            skip_done(read_records(source), state.done),
             writer,
             batch_size=options.batch_size,
             n_process=options.n_process,
-            rows_per_file=options.rows_per_file,
             docbin_dir=docbin_dir,
             on_progress=on_progress,
         )
@@ -68,17 +117,18 @@ def annotate(
         from .ray_engine import ray_session, run_ray
 
         with ray_session(options.address):
-            run_ray(spec, source, kind, output, options=options, done=frozenset(done), docbin_dir=docbin_dir)
-    files = [path for path in output_files(output) if path not in before]
-    counts = summarize(row for path in files for row in read_output_file(path))
+            run_ray(spec, source, kind, writer, options=options, done=frozenset(state.done), docbin_dir=docbin_dir)
+    writer.replace_earlier_rows()
     return AnnotateSummary(
         output=output,
         engine=options.engine,
-        rows=counts["rows"],
-        errors=counts["errors"],
-        entities=counts["entities"],
-        skipped=len(done),
+        rows=writer.counts.rows,
+        errors=writer.counts.errors,
+        failed=writer.counts.failed,
+        entities=writer.counts.entities,
+        skipped=len(state.done),
+        asked_again=len(writer.replaced),
         seconds=round(time.perf_counter() - start, 3),
-        files=files,
+        files=list(writer.files),
         overrides=dict(spec.overrides),
     )

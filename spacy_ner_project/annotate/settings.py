@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional
 
 from spacy_ner_project.errors import UserError
 
 ENGINES = ("local", "ray")
 OUTPUT_FORMATS = ("parquet", "jsonl")
 EXISTING = ("refuse", "overwrite", "resume")
+ENCODING_ERRORS = ("strict", "replace")
+
+# Names an option by its field of InputSpec or AnnotateOptions, with the value that fixes the
+# problem if there is one: ("existing", "resume") -> existing='resume' (or --resume on the command line)
+OptionName = Callable[..., str]
+
+
+def keyword(field: str, value: Optional[Any] = None) -> str:
+    """The library's name of an option: its keyword, with the value when given (``existing='resume'``)."""
+    return field if value is None else f"{field}={value!r}"
+
+
+class OptionError(UserError):
+    """A UserError whose fix is an option. ``words(name)`` writes the message, naming each
+    option as ``name(field)`` or ``name(field, value)``; ``str()`` names them as keywords
+    (:func:`keyword`), and the command line writes them again as its flags."""
+
+    def __init__(self, words: Callable[[OptionName], str]) -> None:
+        super().__init__(words(keyword))
+        self.words = words
+
+    def __reduce__(self) -> Any:
+        """Pickled (from a Ray worker to the driver) as the UserError of its library words."""
+        return UserError, (str(self),)
 
 
 class InputFormat(str, Enum):
@@ -34,8 +58,12 @@ class InputSpec:
     id_field: str = "id"
     text_field: str = "text"
     # longer texts get an `error` value instead of being annotated (a 1 MB text would hold an
-    # actor for minutes and, for an LLM pipeline, be sent as dozens of shards)
+    # actor for minutes and, for an LLM pipeline, be sent as dozens of shards); the pipeline's
+    # nlp.max_length is raised to it for the run when lower
     max_chars: int = 100_000
+    # bytes that are not UTF-8 (JSONL lines, .txt files): "strict" refuses INPUT before any work,
+    # naming the file and line; "replace" reads them as U+FFFD
+    encoding_errors: str = "strict"
 
     def __post_init__(self) -> None:
         try:
@@ -43,6 +71,10 @@ class InputSpec:
         except ValueError:
             choices = ", ".join(f.value for f in InputFormat)
             raise UserError(f"input format must be one of {choices}, not {self.format!r}") from None
+        if self.encoding_errors not in ENCODING_ERRORS:
+            raise UserError(f"encoding errors must be one of {ENCODING_ERRORS}, not {self.encoding_errors!r}")
+        if self.max_chars < 1:
+            raise UserError(f"max chars must be at least 1, not {self.max_chars}")
 
 
 @dataclass(frozen=True)
@@ -70,8 +102,11 @@ class AnnotateOptions:
     existing: str = "refuse"
     # a Python file to import before loading the pipeline (custom components), as spaCy's --code
     code: Optional[Path] = None
+    # spaCy config overrides applied when loading the pipeline ({"llm.model": "x"}), before the
+    # run's own LLM overrides (concurrency share, cache path)
+    config_overrides: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = True
-    # local engine: rows per output file
+    # rows per part file (both engines; the most rows the writer holds at once)
     rows_per_file: int = 10_000
 
     def __post_init__(self) -> None:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 import typer
 from wasabi import msg
 
+from spacy_ner_project.commands import path_option
+from spacy_ner_project.commands.bounds import at_least
 from spacy_ner_project.defaults import CPU, DISPLACY_LIMIT
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation.llm import FailurePolicy
@@ -115,8 +117,8 @@ def run_command(
         policy = FailurePolicy(max_failed=max_failed)
     except ValueError as err:
         raise UserError(str(err)) from err
-    overrides.update(pipelines.model_overrides(component=component, model=model, base_url=base_url, cache=cache))
-    with gpu_option():
+    llm_overrides = pipelines.model_overrides(component=component, model=model, base_url=base_url, cache=cache)
+    with gpu_option(), path_option("--cache", cache):
         evaluation = evaluate.run_evaluation(
             positional[:-1],
             Path(positional[-1]),
@@ -124,6 +126,8 @@ def run_command(
             n_docs=n_docs,
             unit=unit,
             overrides=overrides,
+            llm_overrides=llm_overrides,
+            llm_component=component,
             gpu_id=gpu_id,
             batch_size=batch_size,
             settings=settings,
@@ -151,15 +155,15 @@ def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Call
         ),
         output: Path = typer.Option(..., "--output", "-o", help="Report directory: metrics.json, report.md, report.html"),
         names: Optional[List[str]] = typer.Option(None, "--name", "-n", help="Name of each pipeline in the report, in order"),
-        n_docs_: Optional[int] = typer.Option(n_docs, "--n-docs", help="Score only the first N docs or sentences (0: all)"),
+        n_docs_: Optional[int] = typer.Option(n_docs, "--n-docs", help="Score only the first N docs or sentences (0: all)", callback=at_least(0, meaning="all")),
         unit_: str = typer.Option(unit, "--unit", help="What is scored (and counted by --n-docs): 'docs' or 'sents' (each sentence its own doc)"),
-        displacy_limit: int = typer.Option(DISPLACY_LIMIT, "--displacy-limit", help="Documents rendered per displaCy section"),
-        gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="nlp.pipe batch size (default: the pipeline's nlp.batch_size; for an LLM >= its concurrency)"),
+        displacy_limit: int = typer.Option(DISPLACY_LIMIT, "--displacy-limit", help="Documents rendered per displaCy section (0: none)", callback=at_least(0, meaning="none")),
+        gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU", callback=at_least(CPU, meaning="the CPU")),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="nlp.pipe batch size (default: the pipeline's nlp.batch_size; for an LLM >= its concurrency)", callback=at_least(1)),
         min_overlap: float = typer.Option(settings.min_overlap, help="overlap mode: least share of gold tokens covered (0-1)"),
         text_threshold: float = typer.Option(settings.text_threshold, help="text mode: least rapidfuzz similarity (0-100)"),
         text_scorer: str = typer.Option(settings.text_scorer, help="text mode: rapidfuzz.fuzz scorer"),
-        component: str = typer.Option(DEFAULT_LLM_COMPONENT, "--component", help="LLM component that --model, --base-url and --cache set"),
+        component: str = typer.Option(DEFAULT_LLM_COMPONENT, "--component", help="LLM component that --model, --base-url and --cache set (in the pipelines that have it; the others are loaded as they are)"),
         model: Optional[str] = typer.Option(None, "--model", help="LLM: override the model name"),
         base_url: Optional[str] = typer.Option(None, "--base-url", help="LLM: override the API base URL"),
         cache: Optional[Path] = typer.Option(None, "--cache", help="LLM: SQLite response cache file (created if missing)"),

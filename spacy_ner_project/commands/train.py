@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from spacy_ner_project.commands.bounds import at_least
 from spacy_ner_project.defaults import CPU
 from spacy_ner_project.training.overrides import check_training_paths, training_overrides
 
@@ -21,9 +22,9 @@ def train_cli(
     backbone: Optional[str] = typer.Option(
         None, "--backbone", help="'embedded', a local folder or a Hugging Face name (transformer configs)"
     ),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps"),
-    eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency"),
-    gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override training.max_steps (0: no limit)", callback=at_least(0, meaning="no limit")),
+    eval_frequency: Optional[int] = typer.Option(None, "--eval-frequency", help="Override training.eval_frequency", callback=at_least(1)),
+    gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU", callback=at_least(CPU, meaning="the CPU")),
 ) -> None:
     """Train a NER pipeline from a config (spacy train with the project's switches).
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
+from spacy_ner_project.commands.bounds import at_least
 from spacy_ner_project.evaluation.visualize import visualize
 
 _DEFAULTS = visualize.__kwdefaults__  # the core's option defaults, written once there
@@ -17,7 +18,7 @@ def visualize_cli(
     model: str = typer.Argument(..., help="Pipeline directory or package name"),
     data: Path = typer.Argument(..., help="Gold .spacy file"),
     output: Path = typer.Option(..., "--output", "-o", help="HTML file to write"),
-    limit: int = typer.Option(_DEFAULTS["limit"], "--limit", help="Number of documents to render"),
+    limit: int = typer.Option(_DEFAULTS["limit"], "--limit", help="Number of documents to render", callback=at_least(1)),
 ) -> None:
     """Render predictions beside gold with displaCy into one self-contained HTML page."""
     visualize(model, data, output, limit=limit)

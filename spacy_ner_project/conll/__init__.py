@@ -11,13 +11,24 @@
 from spacy_ner_project.conll.conversion import convert
 from spacy_ner_project.conll.corpus import ConllCorpus, ConllDocument, RawToken, Sentence
 from spacy_ner_project.conll.docs import DOC_ID_KEY, blank_vocab, to_doc, to_docbin
-from spacy_ner_project.conll.reader import DOCSTART, ConllFormatError, check_options, read_conll
+from spacy_ner_project.conll.reader import (
+    CHUNK_PHRASES,
+    DOCSTART,
+    TEXT_JOINERS,
+    ChunkTagError,
+    ConllFormatError,
+    check_options,
+    read_conll,
+)
 from spacy_ner_project.conll.schemes import Scheme, SchemeEvidence, iob2_spans, scheme_evidence
 from spacy_ner_project.conll.stats import ConllStats, count
 
 __all__ = [
+    "CHUNK_PHRASES",
     "DOCSTART",
     "DOC_ID_KEY",
+    "TEXT_JOINERS",
+    "ChunkTagError",
     "ConllCorpus",
     "ConllDocument",
     "ConllFormatError",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable, List, Tuple
 
 from spacy_ner_project.conll.corpus import ConllDocument
 from spacy_ner_project.conll.schemes import iob2_spans
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.languages import blank
 
 if TYPE_CHECKING:
     from spacy.tokens import Doc, DocBin
@@ -51,10 +51,6 @@ def to_docbin(documents: Iterable[ConllDocument], vocab: "Vocab") -> "DocBin":
 
 
 def blank_vocab(lang: str) -> "Vocab":
-    """The vocab of ``spacy.blank(lang)``; an unknown code is a UserError."""
-    import spacy
-
-    try:
-        return spacy.blank(lang).vocab
-    except ImportError:
-        raise UserError(f"unknown language code {lang!r}: use a spaCy language code such as en, de") from None
+    """The vocab of ``spacy.blank(lang)``; an unknown code, or a language whose tokenizer needs
+    a package that is not installed, is a UserError (:class:`~spacy_ner_project.languages.LanguageError`)."""
+    return blank(lang).vocab

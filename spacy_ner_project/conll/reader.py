@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import AbstractSet, List, Mapping, Optional, Sequence, Tuple
 
 from spacy_ner_project.conll.corpus import ConllCorpus, ConllDocument, RawToken, Sentence
 from spacy_ner_project.conll.schemes import SCHEMES, Scheme, SchemeEvidence, iob2_tags, scheme_evidence, violations
@@ -19,6 +19,25 @@ DOCSTART = "-DOCSTART-"
 _TAG_RE = re.compile(r"^(?:O|([BI])-(\S+))$")
 _FIELD_RE = re.compile(r"\S+")  # the same fields as str.split(): both use Unicode whitespace
 _INVISIBLE_CATEGORIES = ("Cc", "Cf")  # control (NUL ...) and format (BOM, zero-width ...) characters
+# Format characters that belong to ordinary text: the zero-width non-joiner and joiner shape
+# words in Persian, the Indic scripts and others, and join emoji sequences (👩‍💻). Accepted
+# inside a token; never in a tag, and never a whole field on their own.
+TEXT_JOINERS = frozenset("\u200c\u200d")
+# The phrase types of chunk tags (CoNLL-2000; CoNLL-2003's third column): a last column with
+# these holds chunks, not entities (the NER column is missing), unless the labels name them.
+CHUNK_PHRASES: Mapping[str, str] = {
+    "NP": "noun phrase",
+    "VP": "verb phrase",
+    "PP": "prepositional phrase",
+    "ADJP": "adjective phrase",
+    "ADVP": "adverb phrase",
+    "SBAR": "subordinate clause",
+    "PRT": "particle",
+    "CONJP": "conjunction phrase",
+    "INTJ": "interjection",
+    "LST": "list marker",
+    "UCP": "unlike coordinated phrase",
+}
 _STEM_SUFFIXES = {".txt", ".conll", ".iob", ".bio"}  # dropped from the file name in document ids
 
 
@@ -31,6 +50,23 @@ class ConllFormatError(UserError):
         self.column = column
         where = self.path if line is None else f"{self.path}:{line}" if column is None else f"{self.path}:{line}:{column}"
         super().__init__(f"{where}: {message}")
+
+
+class ChunkTagError(ConllFormatError):
+    """A tag whose type is a chunk phrase (``B-NP``): the last column holds chunk tags, not
+    entities. ``label`` is the phrase type; allowing it among the labels reads it as an entity."""
+
+    def __init__(self, path: Path | str, line: int, column: int, *, tag: str, label: str) -> None:
+        self.tag = tag
+        self.label = label
+        super().__init__(
+            path,
+            line,
+            f"{tag!r} is a chunk tag ({label}: {CHUNK_PHRASES[label]}), not an entity: the last column must "
+            f"hold the NER tags, and this file's NER column seems to be missing; if {label} really is an "
+            "entity type, name it among the allowed labels",
+            column=column,
+        )
 
 
 def _decode_lines(path: Path) -> List[str]:
@@ -66,10 +102,14 @@ def _decode_lines(path: Path) -> List[str]:
 
 
 def _parse_tag(path: Path, number: int, column: int, tag: str, labels: Optional[Sequence[str]]) -> Tuple[str, str]:
+    """The prefix ("B", "I" or "O") and the entity type of a tag; an unknown tag, a type outside
+    ``labels`` or a chunk phrase type that ``labels`` does not name is an error."""
     match = _TAG_RE.match(tag)
     if match is None:
         raise ConllFormatError(path, number, f"unknown tag {tag!r}; expected 'O', 'B-TYPE' or 'I-TYPE'", column=column)
     prefix, label = match.group(1) or "O", match.group(2) or ""
+    if label in CHUNK_PHRASES and (labels is None or label not in labels):
+        raise ChunkTagError(path, number, column, tag=tag, label=label)
     if labels is not None and prefix != "O" and label not in labels:
         raise ConllFormatError(
             path, number, f"unknown entity type {label!r} in tag {tag!r}; allowed: {', '.join(labels)}", column=column
@@ -77,17 +117,22 @@ def _parse_tag(path: Path, number: int, column: int, tag: str, labels: Optional[
     return prefix, label
 
 
-def _check_visible(path: Path, number: int, column: int, field: str) -> None:
+def _is_invisible(char: str) -> bool:
+    return unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
+def _check_visible(path: Path, number: int, column: int, field: str, *, allowed: AbstractSet[str] = TEXT_JOINERS) -> None:
     """Refuse a field holding control or format characters (NUL, a BOM, a zero-width space ...):
-    invisible in an editor, they would end up inside the stored tokens or labels."""
+    invisible in an editor, they would end up inside the stored tokens or labels. The characters
+    in ``allowed`` (by default the text joiners, see :data:`TEXT_JOINERS`) may be part of a field,
+    but a field of nothing but invisible characters is refused."""
     if field.isprintable():  # fast path: no C* category character at all
         return
+    only_invisible = all(_is_invisible(char) for char in field)
     for offset, char in enumerate(field):
-        if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        if only_invisible or (_is_invisible(char) and char not in allowed):
             name = "BYTE ORDER MARK" if char == "\ufeff" else unicodedata.name(char, "control character")
-            where = "is nothing but invisible characters" if all(
-                unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in field
-            ) else "contains an invisible character"
+            where = "is nothing but invisible characters" if only_invisible else "contains an invisible character"
             raise ConllFormatError(
                 path,
                 number,
@@ -114,8 +159,9 @@ def _read_raw(path: Path, labels: Optional[Sequence[str]]) -> Tuple[List[Tuple[b
                 sentences.append((pending_docstart, current))
                 current, pending_docstart = [], False
             continue
-        for column, field in fields:
-            _check_visible(path, number, column, field)
+        for index, (column, field) in enumerate(fields):
+            is_tag = index == len(fields) - 1 > 0  # the last of two or more fields: a joiner has no place there
+            _check_visible(path, number, column, field, allowed=frozenset() if is_tag else TEXT_JOINERS)
         columns = [field for _, field in fields]
         if columns[0] == DOCSTART:
             if current:
@@ -171,7 +217,8 @@ def read_conll(
         entity starts and reported in ``warnings``; strict=True makes them errors.
     n_sents: 0 groups sentences by ``-DOCSTART-`` lines (a file without any becomes
         one document per sentence); n > 0 groups every n sentences, ignoring docstarts.
-    labels: if given, entity types outside it are errors.
+    labels: if given, entity types outside it are errors. A chunk phrase type (:data:`CHUNK_PHRASES`:
+        'B-NP' in a file whose NER column is missing) is an error unless ``labels`` names it.
     """
     path = Path(path)
     check_options(scheme=scheme, n_sents=n_sents)

@@ -37,7 +37,7 @@ from spacy_ner_project.defaults import CPU
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.evaluation import llm
 from spacy_ner_project.evaluation.gold import UNITS, read_gold
-from spacy_ner_project.pipelines import load_pipeline, use_device
+from spacy_ner_project.pipelines import load_pipeline, pipeline_config, use_device
 from spacy_ner_project.progress import progress
 from spacy_ner_project.scoring.matching import MODES, MatchSettings
 from spacy_ner_project.scoring.spans import NO_ENTITY, boundary_confusion, score_fuzzy_ents
@@ -210,6 +210,26 @@ def evaluate_pipelines(
     return Evaluation(data=data, gold=list(gold), results=results, settings=settings, unit=unit)
 
 
+def route_overrides(
+    configs: Mapping[str, Any], overrides: Mapping[str, Any], llm_overrides: Mapping[str, Any], *, llm_component: str
+) -> Dict[str, Dict[str, Any]]:
+    """Per source, the overrides it takes: each of ``overrides`` where the source's config has
+    its top section (``llm.model`` where there is an ``[llm]``, ``paths.train`` where there is a
+    ``[paths]``), ``llm_overrides`` where it has the component ``llm_component``; an override
+    that no source takes is a UserError naming it (a typo is never ignored)."""
+    routed: Dict[str, Dict[str, Any]] = {source: {} for source in configs}
+    for key, value in overrides.items():
+        takers = [source for source, config in configs.items() if key.split(".", 1)[0] in config]
+        if not takers:
+            raise UserError(f"no pipeline's config has a [{key.split('.', 1)[0]}] section for the override {key}; check its name")
+        for source in takers:
+            routed[source][key] = value
+    for source, config in configs.items():
+        if llm_overrides and llm_component in (config.get("components") or {}):
+            routed[source].update(llm_overrides)
+    return routed
+
+
 def run_evaluation(
     sources: Sequence[str],
     data_path: Path,
@@ -218,19 +238,26 @@ def run_evaluation(
     n_docs: Optional[int] = None,
     unit: str = "docs",
     overrides: Optional[Mapping[str, Any]] = None,
+    llm_overrides: Optional[Mapping[str, Any]] = None,
+    llm_component: str = "llm",
     gpu_id: int = CPU,
     batch_size: Optional[int] = None,
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
 ) -> Evaluation:
     """Load the pipelines (folders, package names, ``blank:LANG`` or config files, see
-    :func:`~spacy_ner_project.pipelines.load_pipeline`; ``overrides`` apply to each) on GPU
-    ``gpu_id`` (a :class:`~spacy_ner_project.pipelines.DeviceError` when it cannot be used) and
-    score them on the first ``n_docs`` units of ``data_path`` (None or 0: all)."""
+    :func:`~spacy_ner_project.pipelines.load_pipeline`; ``overrides`` and ``llm_overrides``
+    (:func:`~spacy_ner_project.pipelines.model_overrides`) to each that can take them:
+    :func:`route_overrides`, so that an LLM and trained pipelines share one report) on
+    GPU ``gpu_id`` (a :class:`~spacy_ner_project.pipelines.DeviceError` when it cannot be used)
+    and score them on the first ``n_docs`` units of ``data_path`` (None or 0: all)."""
     use_device(gpu_id)
     gold = read_gold(data_path, n_docs=n_docs, unit=unit)  # first: a bad path fails before a cache file is made
     labels = pipeline_names(sources, names)
-    pipelines = {name: load_pipeline(source, overrides=overrides, unit=unit) for name, source in zip(labels, sources)}
+
+    configs = {source: pipeline_config(source) for source in sources}
+    routed = route_overrides(configs, overrides or {}, llm_overrides or {}, llm_component=llm_component)
+    pipelines = {name: load_pipeline(source, overrides=routed[source], unit=unit) for name, source in zip(labels, sources)}
     return evaluate_pipelines(
         pipelines,
         gold,

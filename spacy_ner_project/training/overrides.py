@@ -69,5 +69,10 @@ def training_overrides(
             overrides[TOTAL_STEPS] = max_steps
     if eval_frequency is not None:
         overrides["training.eval_frequency"] = eval_frequency
+    frequency = eval_frequency if eval_frequency is not None else config.get("training", {}).get("eval_frequency")
+    if max_steps and isinstance(frequency, int) and frequency > max_steps:
+        # spaCy scores (and saves model-best) every eval_frequency steps only: step 0 alone otherwise
+        logger.info("eval_frequency %d is more than max_steps %d: scoring at step %d", frequency, max_steps, max_steps)
+        overrides["training.eval_frequency"] = max_steps
     return overrides
 
