@@ -7,6 +7,7 @@ both into one ``✘ message`` line and exit code 1 in one place (``cli.py``), ne
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 
 class UserError(ValueError):
@@ -58,3 +59,25 @@ def error_line(error: BaseException) -> str:
     if isinstance(error, OSError):
         return os_error_message(error)
     return one_line(str(error)) or type(error).__name__
+
+
+OptionName = Callable[..., str]
+
+
+def keyword(field: str, value: Optional[Any] = None) -> str:
+    """The library's name of an option: its keyword, with the value when given (``existing='resume'``)."""
+    return field if value is None else f"{field}={value!r}"
+
+
+class OptionError(UserError):
+    """A UserError whose fix is an option. ``words(name)`` writes the message, naming each
+    option as ``name(field)`` or ``name(field, value)``; ``str()`` names them as keywords
+    (:func:`keyword`), and the command line writes them again as its flags."""
+
+    def __init__(self, words: Callable[[OptionName], str]) -> None:
+        super().__init__(words(keyword))
+        self.words = words
+
+    def __reduce__(self) -> Any:
+        """Pickled (from a Ray worker to the driver) as the UserError of its library words."""
+        return UserError, (str(self),)

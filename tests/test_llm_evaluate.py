@@ -295,7 +295,7 @@ def test_the_failure_policy_reads_the_docs_statuses() -> None:
     assert "10 of 10 docs got no answer" in str(policy.check(block(docs_with_failed_requests=10)))
     assert "no doc got a usable answer: 10 of 10" in str(policy.check(block(docs_with_unparseable_answers=10)))
     mixed = FailurePolicy(max_failed=0.5).check(block(docs_with_unparseable_answers=8, docs_with_failed_requests=2))
-    assert mixed is not None and "8 of 10 docs got answers without an entity list (unparseable) and 2 got none" in mixed
+    assert mixed is not None and "8 of 10 docs got answers without an entity list (unparseable) and 2 got none" in str(mixed)
 
 
 def test_few_shot_examples_come_from_paths_train(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:

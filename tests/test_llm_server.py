@@ -245,3 +245,15 @@ def test_server_option_uses_a_running_server_and_starts_nothing(tmp_path: Path, 
     assert out.read_text() == f"{url} {url}" and "nothing started" in result.output
     bad = CliRunner().invoke(app, ["serve-llm", "--model", "x", "--server", "localhost:8080", "--", "true"])
     assert bad.exit_code == 1 and "give an OpenAI-compatible base URL" in bad.output
+
+
+def test_the_server_leaves_the_client_a_core_by_default(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spacy_ner_project.llm import server as launcher
+
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 2)
+    command = server_command(ServerSettings(model="gemma3-270m"), gguf=gguf, port=1, workdir=gguf.parent)
+    assert command[command.index("--n_threads") + 1] == "1"
+    monkeypatch.setattr(launcher.os, "cpu_count", lambda: 1)
+    assert launcher.default_threads() == 1
+    explicit = server_command(ServerSettings(model="gemma3-270m", n_threads=2), gguf=gguf, port=1, workdir=gguf.parent)
+    assert explicit[explicit.index("--n_threads") + 1] == "2"

@@ -155,6 +155,7 @@ def test_readme_documents_the_workflows_the_tests_run() -> None:
 # --- the workflows, run as users run them -------------------------------------------------
 
 
+@pytest.mark.slow  # trains (2 steps) and packages, through spacy project run: ~90 s on 2 cores
 def test_all_workflow_on_a_tiny_corpus(tmp_path: Path) -> None:
     project = project_copy(tmp_path / "project")
     data = write_tiny_corpus(tmp_path / "data")
@@ -196,6 +197,7 @@ def test_a_missing_data_folder_stops_the_workflow_at_its_first_step(tmp_path: Pa
     assert not (project / "corpus").exists() or not any((project / "corpus").rglob("*.spacy"))
 
 
+@pytest.mark.slow  # trains (2 steps) through spacy project run: ~45 s on 2 cores
 def test_demo_workflow_with_few_steps(tmp_path: Path) -> None:
     project = project_copy(tmp_path / "project")
     run_project([*readme_command("python -m spacy project run demo"), ".", *vars_args(FEW_DEMO_STEPS)], project)

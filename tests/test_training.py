@@ -72,6 +72,7 @@ def test_eval_frequency_never_passes_max_steps(tmp_path: Path) -> None:
     assert training_overrides(config, train=tmp_path, dev=tmp_path, max_steps=2000, eval_frequency=400)["training.eval_frequency"] == 400
 
 
+@pytest.mark.slow  # the session's tiny transformer training (~60 s on 2 cores)
 def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path]) -> None:
     nlp = spacy.load(tiny_trf_pipeline)
     assert nlp.pipe_names == ["transformer", "ner"]
@@ -87,6 +88,7 @@ def test_tiny_training_run_loads_and_predicts(tiny_trf_pipeline: Path, demo_corp
     assert all(len(doc) > 0 for doc in predicted)
 
 
+@pytest.mark.slow  # uses the tiny training run
 def test_spacy_evaluate_and_benchmark_speed_run_on_a_trained_pipeline(tiny_trf_pipeline: Path, demo_corpus: dict[str, Path], tmp_path: Path) -> None:
     """spaCy's own commands on a pipeline this project trained (the plugin found by entry points)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -107,16 +109,17 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_package_installs_into_fresh_venv_and_loads_by_name(tiny_trf_pipeline: Path, tmp_path: Path) -> None:
+    """The project's package command, then the install line it prints (--find-links: the
+    plugin's wheel beside the pipeline's; spacy-ner-project is not on PyPI), in a fresh venv."""
     name, version = "ner_tiny_test", "0.0.1"
     packages = tmp_path / "packages"
-    packages.mkdir()
-    _run([sys.executable, "-m", "spacy", "package", str(tiny_trf_pipeline), str(packages),
-          "--name", name, "--version", version, "--build", "wheel", "--force"])
-    pipeline_wheel = next(packages.glob(f"en_{name}-{version}/dist/*.whl"))
+    result = _run([sys.executable, "-m", "spacy_ner_project", "package", str(tiny_trf_pipeline), str(packages),
+                   "--name", name, "--version", version, "--plugin-source", str(ROOT), "--force"])
+    lines = result.stdout.splitlines()
+    install_line = lines[next(i for i, line in enumerate(lines) if "with the next line:" in line) + 1]
+    assert install_line.startswith("pip install --find-links ")
     meta = (packages / f"en_{name}-{version}" / "meta.json").read_text()
     assert "spacy-ner-project" in meta  # the config uses this plugin's architectures
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheels"), str(ROOT)])
-    plugin_wheel = next((tmp_path / "wheels").glob("spacy_ner_project-*.whl"))
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -125,8 +128,7 @@ def test_package_installs_into_fresh_venv_and_loads_by_name(tiny_trf_pipeline: P
     env["HF_HUB_OFFLINE"] = "1"
     # torch first, as the README says: the CPU build that lies on this machine's disk
     _run([python, "-m", "pip", "install", "-q", f"torch=={_torch_version()}"], env=env)
-    _run([python, "-m", "pip", "install", "-q", str(plugin_wheel)], env=env)
-    _run([python, "-m", "pip", "install", "-q", str(pipeline_wheel)], env=env)
+    _run([python, "-m", *install_line.split(), "-q"], env=env)  # exactly the printed line
     # a lean runtime: the project's tooling (setup.cfg extras) is not installed with the pipeline
     listed = json.loads(_run([python, "-m", "pip", "list", "--format=json"], env=env).stdout)
     installed = {p["name"].lower().replace("_", "-") for p in listed}

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, FrozenSet, Iterator, List, Optional
 
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import OptionError, UserError
 
 from .output import PartWriter, to_arrow, write_docbin_shard
 from .pipeline import PipelineSpec
@@ -34,7 +34,7 @@ def ray_session(address: Optional[str]) -> Iterator[None]:
     try:
         import ray
     except ImportError:
-        raise UserError('--engine ray needs Ray: pip install -e ".[ray]" (or pip install "ray[data]")') from None
+        raise OptionError(lambda name: f'{name("engine", "ray")} needs Ray: pip install -e ".[ray]" (or pip install "ray[data]")') from None
     if ray.is_initialized():
         yield
         return

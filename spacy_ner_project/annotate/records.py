@@ -63,7 +63,7 @@ def text_error(text: Any, *, field: str, max_chars: int) -> Optional[str]:
     if not text.strip():
         return "empty text"
     if len(text) > max_chars:
-        return f"text has {len(text):,} characters, more than max_chars={max_chars:,}: split the document or raise --max-chars"
+        return f"text has {len(text):,} characters, more than max_chars={max_chars:,}: split the document or raise max_chars"
     return None
 
 

@@ -7,7 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import OptionError, OptionName, UserError, keyword  # noqa: F401 (re-exported)
 
 ENGINES = ("local", "ray")
 OUTPUT_FORMATS = ("parquet", "jsonl")
@@ -16,26 +16,7 @@ ENCODING_ERRORS = ("strict", "replace")
 
 # Names an option by its field of InputSpec or AnnotateOptions, with the value that fixes the
 # problem if there is one: ("existing", "resume") -> existing='resume' (or --resume on the command line)
-OptionName = Callable[..., str]
-
-
-def keyword(field: str, value: Optional[Any] = None) -> str:
-    """The library's name of an option: its keyword, with the value when given (``existing='resume'``)."""
-    return field if value is None else f"{field}={value!r}"
-
-
-class OptionError(UserError):
-    """A UserError whose fix is an option. ``words(name)`` writes the message, naming each
-    option as ``name(field)`` or ``name(field, value)``; ``str()`` names them as keywords
-    (:func:`keyword`), and the command line writes them again as its flags."""
-
-    def __init__(self, words: Callable[[OptionName], str]) -> None:
-        super().__init__(words(keyword))
-        self.words = words
-
-    def __reduce__(self) -> Any:
-        """Pickled (from a Ray worker to the driver) as the UserError of its library words."""
-        return UserError, (str(self),)
+# the option error and its names live in spacy_ner_project.errors (re-exported here)
 
 
 class InputFormat(str, Enum):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Tuple
 
-from spacy_ner_project.errors import SettingPathError
+from spacy_ner_project.errors import OptionError, OptionName, SettingPathError, UserError
 
 
 @contextmanager
@@ -21,3 +21,27 @@ def path_option(option: str, path: Optional[Path]) -> Iterator[None]:
         if path is None or not err.names(path):
             raise
         raise err.for_option(option) from err
+
+
+def flag_namer(
+    flags: Mapping[str, str] = {}, value_flags: Mapping[Tuple[str, Any], str] = {}
+) -> OptionName:
+    """The command line's name of an option the library names by its keyword (and value):
+    ``flags`` and ``value_flags`` where a command's flag is not ``--`` + the keyword in dashes."""
+
+    def flag(field: str, value: Optional[Any] = None) -> str:
+        if (field, value) in value_flags:
+            return value_flags[(field, value)]
+        name = flags.get(field, "--" + field.replace("_", "-"))
+        return name if value is None else f"{name} {value}"
+
+    return flag
+
+
+@contextmanager
+def in_flags(flags: Mapping[str, str] = {}, value_flags: Mapping[Tuple[str, Any], str] = {}) -> Iterator[None]:
+    """The core's OptionError in the words of the command's flags (:func:`flag_namer`)."""
+    try:
+        yield
+    except OptionError as err:
+        raise UserError(err.words(flag_namer(flags, value_flags))) from err

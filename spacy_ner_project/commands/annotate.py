@@ -9,16 +9,15 @@ The logic is in :mod:`spacy_ner_project.annotate`; this module parses options an
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Optional
 
 import typer
 from wasabi import msg
 
 from spacy_ner_project.annotate import AnnotateOptions, AnnotateSummary, InputSpec, annotate
-from spacy_ner_project.annotate.settings import ENCODING_ERRORS, InputFormat, OptionError
-from spacy_ner_project.commands import path_option
+from spacy_ner_project.annotate.settings import ENCODING_ERRORS, InputFormat
+from spacy_ner_project.commands import flag_namer, in_flags, path_option
 from spacy_ner_project.commands.bounds import above, at_least
 from spacy_ner_project.errors import UserError
 from spacy_ner_project.progress import bar
@@ -34,23 +33,7 @@ FLAGS = {
     "text_field": "--text-field",
 }
 VALUE_FLAGS = {("existing", "resume"): "--resume", ("existing", "overwrite"): "--overwrite"}
-
-
-def flag(field: str, value: Optional[Any] = None) -> str:
-    """The command line's name of an option the library names by its field (and value)."""
-    if (field, value) in VALUE_FLAGS:
-        return VALUE_FLAGS[(field, value)]
-    name = FLAGS.get(field, "--" + field.replace("_", "-"))
-    return name if value is None else f"{name} {value}"
-
-
-@contextmanager
-def in_flags() -> Iterator[None]:
-    """The core's OptionError in the words of this command's flags."""
-    try:
-        yield
-    except OptionError as err:
-        raise UserError(err.words(flag)) from err
+flag = flag_namer(FLAGS, VALUE_FLAGS)
 
 
 def annotate_cli(
@@ -98,7 +81,7 @@ def annotate_cli(
     spec = InputSpec(
         source, format=input_format, id_field=id_field, text_field=text_field, max_chars=max_chars, encoding_errors=encoding_errors
     )
-    with in_flags(), path_option("--llm-cache", llm_cache):
+    with in_flags(FLAGS, VALUE_FLAGS), path_option("--llm-cache", llm_cache):
         if engine == "local":
             with bar(unit=" docs", desc="annotate") as meter:  # quiet when stderr is not a terminal
                 summary = annotate(pipeline, spec, output, options=options, on_progress=meter.update)

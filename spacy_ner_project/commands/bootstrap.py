@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from spacy_ner_project.commands import in_flags
 from spacy_ner_project.commands.bounds import at_least
 
 
@@ -23,7 +24,8 @@ def sample_cli(
     """Draw N units of a gold DocBin: their texts for an annotator, and their gold labels as a reference."""
     from spacy_ner_project.bootstrap import sample_units, write_docbin, write_texts
 
-    docs = sample_units(data, n=n, unit=unit, seed=seed)
+    with in_flags():
+        docs = sample_units(data, n=n, unit=unit, seed=seed)
     write_texts(docs, texts)
     msg.good(f"Wrote {texts}: {len(docs)} texts ({unit}, seed {seed}; gold labels hidden)")
     if gold is not None:

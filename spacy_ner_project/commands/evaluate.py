@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 import typer
 from wasabi import msg
 
-from spacy_ner_project.commands import path_option
+from spacy_ner_project.commands import in_flags, path_option
 from spacy_ner_project.commands.bounds import at_least
 from spacy_ner_project.defaults import CPU, DISPLACY_LIMIT
 from spacy_ner_project.errors import UserError
@@ -118,7 +118,7 @@ def run_command(
     except ValueError as err:
         raise UserError(str(err)) from err
     llm_overrides = pipelines.model_overrides(component=component, model=model, base_url=base_url, cache=cache)
-    with gpu_option(), path_option("--cache", cache):
+    with in_flags(), gpu_option(), path_option("--cache", cache):
         evaluation = evaluate.run_evaluation(
             positional[:-1],
             Path(positional[-1]),
@@ -136,9 +136,10 @@ def run_command(
     report.write_report(evaluation, output, displacy_limit=displacy_limit)
     print_evaluation(evaluation)
     msg.good(f"Report written to {output} (metrics.json, report.md, report.html)")
-    failures = [line for r in evaluation.results if r.llm for line in [policy.check(r.llm)] if line]
+    failures = [error for r in evaluation.results if r.llm for error in [policy.check(r.llm)] if error]
     if failures:
-        raise UserError(failures[0])
+        with in_flags():
+            raise failures[0]
 
 
 def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Callable[..., None]:

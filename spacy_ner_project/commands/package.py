@@ -27,4 +27,5 @@ def package_cli(
     msg.good(f"Pipeline wheel: {packages.pipeline_wheel}")
     if packages.plugin_wheel is not None:
         msg.good(f"Plugin wheel: {packages.plugin_wheel}")
-    msg.info(f"Install both (torch==2.13.0 first on a CPU-only machine): {packages.install_line}")
+    msg.info("Install both (torch==2.13.0 first on a CPU-only machine) with the next line:")
+    print(packages.install_line)  # unwrapped: a line to copy

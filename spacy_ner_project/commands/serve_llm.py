@@ -120,7 +120,7 @@ def serve_llm_cli(
     model: str = typer.Option(..., "--model", "-m", help=f"Known model ({', '.join(KNOWN_MODELS)}) or path to a .gguf file"),
     chat_format: Optional[str] = typer.Option(None, "--chat-format", help="'passthrough' (base models), 'gguf' (the GGUF's template) or a llama-cpp-python chat format; default: the model's"),
     n_ctx: int = typer.Option(_DEFAULTS.n_ctx, "--n-ctx", help="Context length in tokens (>= the config's context_length plus max_tokens)", callback=at_least(1)),
-    n_threads: Optional[int] = typer.Option(None, "--n-threads", help="CPU threads (default: all cores)", callback=at_least(1)),
+    n_threads: Optional[int] = typer.Option(None, "--n-threads", help="CPU threads (default: all cores but one, which the client keeps)", callback=at_least(1)),
     port: Optional[int] = typer.Option(None, "--port", help=f"Port on {HOST} (default: a free one); refused when another program holds it", callback=between(1, 65535)),
     startup_timeout: float = typer.Option(_DEFAULTS.startup_timeout, "--startup-timeout", help="Seconds to wait for the server to answer /v1/models", callback=above(0)),
     log: Optional[Path] = typer.Option(None, "--log", help="Write the server's log here (default: a temporary file, kept on failure)"),

@@ -9,6 +9,7 @@ import typer
 from wasabi import msg
 
 from spacy_ner_project.commands.bounds import at_least
+from spacy_ner_project.commands import in_flags
 from spacy_ner_project.evaluation.visualize import visualize
 
 _DEFAULTS = visualize.__kwdefaults__  # the core's option defaults, written once there
@@ -21,5 +22,6 @@ def visualize_cli(
     limit: int = typer.Option(_DEFAULTS["limit"], "--limit", help="Number of documents to render", callback=at_least(1)),
 ) -> None:
     """Render predictions beside gold with displaCy into one self-contained HTML page."""
-    visualize(model, data, output, limit=limit)
+    with in_flags({"n_docs": "--limit"}):
+        visualize(model, data, output, limit=limit)
     msg.good(f"Wrote {output}")

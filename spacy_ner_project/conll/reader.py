@@ -259,7 +259,7 @@ def _scheme_note(asked: str, effective: str, evidence: SchemeEvidence) -> str:
     if asked != "auto":
         return f"scheme {effective}"
     if effective == "iob1":
-        return f"scheme iob1, detected: {evidence.i_starts} entities start with 'I-'; without --strict it is read with a warning"
+        return f"scheme iob1, detected: {evidence.i_starts} entities start with 'I-'; read with a warning unless reading is strict"
     if evidence.i_starts and evidence.b_starts:
         return (
             f"scheme iob2: {evidence.b_starts} entities start with 'B-' and {evidence.i_starts} with a stray 'I-'; "

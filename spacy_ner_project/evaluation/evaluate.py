@@ -34,7 +34,7 @@ from spacy.training import Example
 
 from spacy_ner_project.conll import DOC_ID_KEY
 from spacy_ner_project.defaults import CPU
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import OptionError, UserError
 from spacy_ner_project.evaluation import llm
 from spacy_ner_project.evaluation.gold import UNITS, read_gold
 from spacy_ner_project.pipelines import load_pipeline, pipeline_config, use_device
@@ -120,7 +120,7 @@ def pipeline_names(sources: Sequence[str], names: Optional[Sequence[str]] = None
     file's stem: ``configs/llm_ner.cfg`` is ``llm_ner``)."""
     if names:
         if len(names) != len(sources):
-            raise UserError(f"got {len(names)} --name for {len(sources)} pipelines; give one per pipeline or none")
+            raise OptionError(lambda name: f"got {len(names)} {name('name')} for {len(sources)} pipelines; give one per pipeline or none")
         if len(set(names)) != len(names):
             raise UserError(f"pipeline names must be unique, got {list(names)}")
         return list(names)

@@ -9,7 +9,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from spacy_ner_project.docbin import read_docbin
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import OptionError, UserError
 
 UNITS = ("docs", "sents")
 
@@ -23,9 +23,9 @@ def read_gold(path: Path, *, n_docs: Optional[int] = None, unit: str = "docs") -
     ``n_docs`` or ``unit``) is a ``UserError`` (a ``ValueError``) naming the path or value; see
     :func:`spacy_ner_project.docbin.read_docbin`."""
     if unit not in UNITS:
-        raise UserError(f"--unit must be one of {', '.join(UNITS)}, not {unit!r}")
+        raise OptionError(lambda name: f"{name('unit')} must be one of {', '.join(UNITS)}, not {unit!r}")
     if n_docs is not None and n_docs < 0:
-        raise UserError(f"--n-docs must be 0 (all) or more, got {n_docs}")
+        raise OptionError(lambda name: f"{name('n_docs')} must be 0 (all) or more, got {n_docs}")
     limit = n_docs or None
     docs = read_docbin(path, vocab=Vocab())
     if unit == "docs" and limit is not None:
@@ -37,6 +37,6 @@ def read_gold(path: Path, *, n_docs: Optional[int] = None, unit: str = "docs") -
     if unit == "docs":
         return docs
     if not all(doc.has_annotation("SENT_START") for doc in docs):
-        raise UserError(f"{path}: the docs have no sentence boundaries; use --unit docs")
+        raise OptionError(lambda name: f"{path}: the docs have no sentence boundaries; use {name('unit', 'docs')}")
     sentences = [sent.as_doc() for doc in docs for sent in doc.sents]
     return sentences[:limit] if limit is not None else sentences

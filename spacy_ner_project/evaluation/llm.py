@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from spacy_ner_project import progress
+from spacy_ner_project.errors import OptionError
 from spacy_ner_project.llm.record import LLM_RECORD_KEY, LLMOutcome, LLMStatus, read_llm_outcome
 
 if TYPE_CHECKING:  # spaCy only in annotations: the commands read FailurePolicy's default without loading it
@@ -42,7 +43,7 @@ class FailurePolicy:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_failed <= 1.0:
-            raise ValueError(f"--max-failed is a share of docs between 0 and 1, got {self.max_failed}")
+            raise ValueError(f"max_failed is a share of docs between 0 and 1, got {self.max_failed}")
 
     def failed(self, *, n_failed: int, n_docs: int) -> bool:
         return n_docs > 0 and (n_failed == n_docs or n_failed / n_docs > self.max_failed)
@@ -52,23 +53,24 @@ class FailurePolicy:
         """Whether answers came but none held an entity list: every doc unparseable or failed."""
         return n_docs > 0 and n_unparseable > 0 and n_unparseable + n_failed >= n_docs
 
-    def check(self, block: Dict[str, Any]) -> Optional[str]:
-        """One line saying why an ``llm`` metrics block fails the policy, or None."""
+    def check(self, block: Dict[str, Any]) -> Optional[OptionError]:
+        """Why an ``llm`` metrics block fails the policy, as an error whose one line names the
+        ``max_failed`` option (in the command line's words where it shows it), or None."""
         report, n_docs = block["task_report"], block["n_docs"]
         n_failed = report["docs_with_failed_requests"]
         n_unparseable = report.get("docs_with_unparseable_answers", 0)
         if self.failed(n_failed=n_failed, n_docs=n_docs):
-            return (
-                f"{n_failed} of {n_docs} docs got no answer (failed requests; --max-failed {self.max_failed:g}): "
+            return OptionError(lambda name: (
+                f"{n_failed} of {n_docs} docs got no answer (failed requests; {name('max_failed')} {self.max_failed:g}): "
                 "check the server, then rerun (answered requests are cached)"
-            )
+            ))
         if self.nothing_usable(n_failed=n_failed, n_unparseable=n_unparseable, n_docs=n_docs):
             failed = f" and {n_failed} got none" if n_failed else ""
-            return (
+            return OptionError(lambda name: (
                 f"no doc got a usable answer: {n_unparseable} of {n_docs} docs got answers without an entity list "
                 f"(unparseable){failed}, so the scores mean nothing: check the model, the prompt template and "
                 "structured_output, then rerun (unparseable answers are not cached)"
-            )
+            ))
         return None
 
 
