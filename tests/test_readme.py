@@ -53,7 +53,7 @@ def test_ci_runs_line_b_in_a_fresh_venv_before_any_extra() -> None:
 
 def test_the_default_run_leaves_out_the_slow_tests_and_line_d_runs_them() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert "addopts = \"-m 'not slow'\"" in pyproject
+    assert "addopts = \"-m 'not slow' -rs\"" in pyproject
     assert numbered_lines()["d"] == "python -m pytest -m slow"
     tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
 
