@@ -27,6 +27,15 @@ T = TypeVar("T")
 IN_2099 = http_date(datetime(2099, 1, 1, tzinfo=timezone.utc))
 
 
+
+def default_ctrl_c() -> None:
+    """In the child, before exec: SIGINT's default action, whatever the test run inherited (a
+    shell without job control starts background jobs with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler), so that Ctrl-C reaches the child as it reaches a user's."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def within(seconds: float, work: Callable[[], T]) -> T:
     """Run ``work`` in a daemon thread; fail (instead of hanging the suite) if it takes longer."""
     result: List[Any] = []
@@ -151,6 +160,7 @@ def test_ctrl_c_stops_at_once_and_a_rerun_repeats_no_finished_request(
         [sys.executable, "-c", CHILD, chat_server.base_url, str(path), *FAST, *SLOW],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=default_ctrl_c,
     )
     try:
         answered = lambda: {r.prompt for r in chat_server.chat_requests if r.status == 200}  # noqa: E731
@@ -280,7 +290,8 @@ def test_ctrl_c_just_before_a_request_is_sent_sends_nothing_more(chat_server: Ch
     chat_server.fail_every("late", hang(60))  # a request sent after Ctrl-C would hold the exit a minute
     start = time.monotonic()
     child = subprocess.run(
-        [sys.executable, "-c", INTERRUPT_BEFORE_SENDING, chat_server.base_url], capture_output=True, text=True, timeout=90
+        [sys.executable, "-c", INTERRUPT_BEFORE_SENDING, chat_server.base_url], capture_output=True, text=True, timeout=90,
+        preexec_fn=default_ctrl_c,
     )
     assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr
     assert time.monotonic() - start < 5.0  # startup, the 0.5 s above, and the 2 s the issue allows
@@ -313,7 +324,7 @@ def test_ctrl_c_at_random_moments_stops_within_2_s_leaving_only_complete_cache_e
         path = tmp_path / f"cache-{run}.sqlite"
         child = subprocess.Popen(
             [sys.executable, "-c", STRESS_CHILD, flaky_server.base_url, str(path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_ctrl_c,
         )
         try:
             wait_for(lambda: len(flaky_server.chat_requests) > 0, 60)
@@ -325,7 +336,10 @@ def test_ctrl_c_at_random_moments_stops_within_2_s_leaving_only_complete_cache_e
                 child.wait(timeout=1.5)
             except subprocess.TimeoutExpired:
                 child.send_signal(signal.SIGUSR1)  # its threads' stacks go to stderr
-                child.wait(timeout=15)
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pass  # killed below; the assertion shows the stacks
             elapsed = time.monotonic() - start
         finally:
             if child.poll() is None:
