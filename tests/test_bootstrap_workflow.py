@@ -5,15 +5,14 @@ server: sample, annotate, silver, train three times, one report with the LLM bes
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from chat_server import ChatServer, dictionary_responder
+from workflow_project import project_with_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
     [("Maria", "B-PER"), ("Lopez", "I-PER"), ("visited", "O"), ("Lisbon", "B-LOC"), (".", "O")],
     [("Globex", "B-ORG"), ("hired", "O"), ("Ravi", "B-PER"), ("Patel", "I-PER"), ("in", "O"), ("Oslo", "B-LOC"), (".", "O")],
@@ -24,24 +23,9 @@ SENTENCES = [
 LEXICON = {"Maria Lopez": "PER", "Ravi Patel": "PER", "Anna Kowalski": "PER", "Lisbon": "LOC", "Oslo": "LOC", "Globex": "ORG"}
 
 
-def write_conll(path: Path) -> None:
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for sentence in SENTENCES * 2:
-        lines += [f"{word} _ _ {tag}" for word, tag in sentence] + [""]
-    path.write_text("\n".join(lines) + "\n", encoding="utf8")
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copy(ROOT / "project.yml", copy / "project.yml")
-    shutil.copytree(ROOT / "configs", copy / "configs")
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train.txt", "dev.txt", "test.txt"):
-        write_conll(data / name)
-    return copy
+    return project_with_corpus(tmp_path, SENTENCES * 2)
 
 
 @pytest.mark.slow  # about a dozen Python processes and three trainings: ~80 s on an idle 2-core machine

@@ -4,7 +4,6 @@ project, on a tiny CoNLL corpus written here, against the local test server."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from pathlib import Path
 import pytest
 import spacy
 from chat_server import ChatServer, dictionary_responder
+from workflow_project import project_with_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
     [("Maria", "B-PER"), ("Lopez", "I-PER"), ("visited", "O"), ("Lisbon", "B-LOC"), (".", "O")],
     [("Globex", "B-ORG"), ("hired", "O"), ("Ravi", "B-PER"), ("Patel", "I-PER"), ("in", "O"), ("Oslo", "B-LOC"), (".", "O")],
@@ -22,24 +21,9 @@ SENTENCES = [
 LEXICON = {"Maria Lopez": "PER", "Ravi Patel": "PER", "Lisbon": "LOC", "Oslo": "LOC", "Globex": "ORG", "Brazilian": "MISC"}
 
 
-def write_conll(path: Path) -> None:
-    lines = ["-DOCSTART- -X- -X- O", ""]
-    for sentence in SENTENCES:
-        lines += [f"{word} _ _ {tag}" for word, tag in sentence] + [""]
-    path.write_text("\n".join(lines) + "\n", encoding="utf8")
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    copy = tmp_path / "project"
-    copy.mkdir()
-    shutil.copy(ROOT / "project.yml", copy / "project.yml")
-    shutil.copytree(ROOT / "configs", copy / "configs")
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("train.txt", "dev.txt", "test.txt"):
-        write_conll(data / name)
-    return copy
+    return project_with_corpus(tmp_path, SENTENCES)
 
 
 @pytest.mark.slow  # five Python processes (spacy project run): ~30 s on an idle 2-core machine
