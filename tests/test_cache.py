@@ -358,27 +358,30 @@ def test_a_folder_that_cannot_be_created_is_refused_naming_the_path(tmp_path: Pa
         ResponseCache(path)
 
 
-def test_a_folder_that_is_not_writable_is_refused_naming_the_path(tmp_path: Path) -> None:
-    """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
-    import sys
-
+def open_cache_unprivileged(path: Path, *, cwd: Path) -> "subprocess.CompletedProcess[str]":
+    """Open the response cache at ``path`` in a child that mode bits bind (conftest's
+    run_unprivileged): exit 3 with the ResponseCacheError's line on stdout when it is refused."""
     from conftest import run_unprivileged
 
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
     code = (
         "import sys\n"
-        "from pathlib import Path\n"
         "from spacy_ner_project.components.cache import ResponseCache, ResponseCacheError\n"
         "try:\n"
-        f"    ResponseCache(Path({str(folder / 'cache.sqlite')!r}))\n"
+        f"    ResponseCache({str(path)!r})\n"
         "except ResponseCacheError as err:\n"
         "    print(err)\n"
         "    sys.exit(3)\n"
     )
+    return run_unprivileged([sys.executable, "-c", code], cwd=str(cwd))
+
+
+def test_a_folder_that_is_not_writable_is_refused_naming_the_path(tmp_path: Path) -> None:
+    """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
     try:
-        result = run_unprivileged([sys.executable, "-c", code], cwd=str(tmp_path))
+        result = open_cache_unprivileged(folder / "cache.sqlite", cwd=tmp_path)
         assert result.returncode == 3, result.stdout + result.stderr
         assert re.search(r"read-only/cache\.sqlite.*not writable", result.stdout), result.stdout
         assert list(folder.iterdir()) == []
@@ -428,23 +431,10 @@ UNUSABLE: Dict[str, Tuple[Callable[[Path], Any], str]] = {
 
 def test_a_read_only_cache_file_is_refused_when_opened_not_at_the_first_answer(tmp_path: Path) -> None:
     """As an ordinary user would meet it (root runs it without the capabilities that override mode bits)."""
-    import sys
-
-    from conftest import run_unprivileged
-
     path = tmp_path / "cache.sqlite"
     write_read_only(path)
-    code = (
-        "import sys\n"
-        "from spacy_ner_project.components.cache import ResponseCache, ResponseCacheError\n"
-        "try:\n"
-        f"    ResponseCache({str(path)!r})\n"
-        "except ResponseCacheError as err:\n"
-        "    print(err)\n"
-        "    sys.exit(3)\n"
-    )
     try:
-        result = run_unprivileged([sys.executable, "-c", code], cwd=str(tmp_path))
+        result = open_cache_unprivileged(path, cwd=tmp_path)
     finally:
         path.chmod(0o644)
     assert result.returncode == 3, result.stdout + result.stderr
