@@ -21,17 +21,20 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   ``torch.inference_mode``. The levers that do not change outputs and made documents at least
   3% faster are combined, then run with each precision: float32, bfloat16 autocast
   (``cpu_mixed_precision``), dynamic int8 (``spacy_ner_project.quantize_transformer.v1``) with
-  bf16 off, and int8 with bf16 on (what docs/speed.md's int8 line gives a bf16-trained pipeline);
+  bf16 off, and int8 with bf16 on (what docs/speed.md's int8 line gives a bf16-trained pipeline),
+  and the backbone in ONNX Runtime (``spacy_ner_project.onnx_backbone.v1``, components/onnx_runtime.py),
+  float32 and int8, where the ``[onnx]`` extra is installed (its threads follow the row's);
   each alone, with the winners, and with the winners and no overlap.
 * whether levers that should not change outputs did not: each row's entities against the first
   row that ran the same pipeline variant on the same inputs;
 * the F1 change of the levers that can change outputs, on ``--f1-data`` (CoNLL dev), through the
   project's evaluation path: the pipeline tokenizes the document texts itself and spaCy's
   scorer aligns the gold entities to those tokens (entity level). Scored: float32, bf16 (the
-  default), the faster int8 variant, and the bf16 and int8 ones without window overlap.
+  default), the faster int8 variant, the bf16 and int8 ones without window overlap, and each
+  ONNX Runtime variant.
 
-Goals (issue 13): our default (no int8; bf16 allowed) >= 2x HF best; int8 >= 2.5x HF best and
->= 9,000 words/s. Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens).
+Goals: issue 13: our default (no int8; bf16 allowed) >= 2x HF best; int8 >= 2.5x HF best and
+>= 9,000 words/s; issue 24: the opt-in fast runtime (the fastest ONNX Runtime row) >= 2x HF best. Unit: words = CoNLL tokens of the input (not spaCy or word-piece tokens).
 Each row is warmed up once on the first two documents, then timed ``--repeats`` times; the
 median is reported. Writes ``<output>.json`` and ``<output>.md``. Usage::
 
@@ -71,6 +74,7 @@ from spacy_ner_project.evaluation.evaluate import score_pipeline
 from common import ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
 from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     INT8_PRECISIONS,
+    ONNX_PRECISIONS,
     MIN_GAIN,
     PRECISIONS,
     Entities,
@@ -78,6 +82,7 @@ from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     describe,
     lever_rows,
     load,
+    onnx_runtime_version,
     precision_rows,
     spacy_runner,
     texts_differing,
@@ -89,6 +94,7 @@ CONLL = ROOT.parent / "shared" / "conll2003"
 GOAL_DEFAULT_RATIO = 2.0  # ours without int8 (bf16 allowed) vs HF best
 GOAL_INT8_RATIO = 2.5
 GOAL_INT8_WPS = 9000.0
+GOAL_FAST_RUNTIME_RATIO = 2.0  # issue 24: the fastest ONNX Runtime row vs HF best
 Row = dict[str, Any]
 
 
@@ -174,15 +180,16 @@ def time_words_per_second(run: Callable[[Sequence[str]], Any], texts: Sequence[s
     }, outputs
 
 
-def hf_tagger() -> Any:
-    """HF's token-classification pipeline on the embedded backbone (untrained 9-label head)."""
+def hf_tagger(*, device: int = -1) -> Any:
+    """HF's token-classification pipeline on the embedded backbone (untrained 9-label head), on
+    the CPU (``device`` -1) or a GPU (its id)."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "newly initialised head" warning: expected here
     path = str(embedded_backbone_path())
     model = AutoModelForTokenClassification.from_pretrained(path, num_labels=9)
-    return pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(path), device=-1)
+    return pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(path), device=device)
 
 
 def longest_chunk(tagger: Any, chunks: Sequence[str], chunk_size: int) -> int:
@@ -196,9 +203,12 @@ def longest_chunk(tagger: Any, chunks: Sequence[str], chunk_size: int) -> int:
 
 
 def hf_runner(tagger: Any, setting: HFSetting) -> Callable[[Sequence[str]], None]:
+    """``run(texts)``: the tagger over ``texts`` under ``setting`` (bf16 autocast on the tagger's device)."""
+    device_type = tagger.device.type  # "cpu", or "cuda" for benchmarks/gpu_check.py
+
     def run(texts: Sequence[str]) -> None:
         torch.set_num_threads(setting.threads)
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if setting.bf16 else contextlib.nullcontext()
+        autocast = torch.autocast(device_type, dtype=torch.bfloat16) if setting.bf16 else contextlib.nullcontext()
         with autocast:
             for _ in tagger(list(texts), batch_size=setting.batch_size):
                 pass
@@ -253,10 +263,13 @@ def main(argv: list[str] | None = None) -> None:
     window = windows[0] if windows and windows[0] != windows[1] else None
     documents, inputs, warm = read_inputs(args.text, max_words=args.max_words, chunk_words=args.hf_chunk_words)
     bf16 = cpu_supports_bf16()
+    onnx = onnx_runtime_version()
+    if onnx is None:
+        print('No ONNX Runtime rows: onnxruntime is not installed (pip install -e ".[onnx]").', flush=True)
     tagger = hf_tagger()
     report: dict[str, Any] = {
         "argv": argv,
-        "machine": {**machine("torch", "spacy-transformers", "transformers"), "native_bf16": bf16},
+        "machine": {**machine("torch", "spacy-transformers", "transformers", "onnxruntime"), "native_bf16": bf16},
         "pipeline": {"path": relative(pipeline_path), "note": args.note, "trained_windows": windows,
                      **_meta(pipeline_path)},
         "input": {"file": relative(args.text), "documents": len(documents), "sentences": len(inputs.sentences),
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                                                  if s.variant() == documents_default.variant()
                                                  and s.inputs == "documents"))
     report["winning_levers"] = winners
-    precisions = [p for p in PRECISIONS if bf16 or "bf16" not in p]
+    precisions = [p for p in PRECISIONS if (bf16 or "bf16" not in p) and (onnx or p not in ONNX_PRECISIONS)]
     for setting in precision_rows(documents_default, winners, precisions, windows=window is not None):
         time_ours(setting)
     report["int8_linear_layers"] = linear_layer_counts(pipeline("int8", False))
@@ -346,15 +359,21 @@ def main(argv: list[str] | None = None) -> None:
 
 def f1_variants(timed: dict[Setting, float], *, bf16: bool, windows: bool) -> list[tuple[str, bool]]:
     """The pipeline variants to score: float32, the shipped precision (bf16 where native), the
-    int8 precision with the fastest row, the latter two without window overlap, and the variants
-    of the fastest rows with and without int8 (the goals' rows)."""
+    int8 precision with the fastest row, the latter two without window overlap, each ONNX Runtime
+    precision that ran, and the variants of the fastest rows with and without int8 and of the
+    fastest ONNX Runtime row (the goals' rows)."""
     ship = "bf16" if bf16 else "float32"
     fastest_int8 = max((s for s in timed if s.precision in INT8_PRECISIONS), key=timed.__getitem__)
     fastest_other = max((s for s in timed if s.precision not in INT8_PRECISIONS), key=timed.__getitem__)
     variants = [("float32", False), (ship, False), (fastest_int8.precision, False)]
     if windows:
         variants += [(ship, True), (fastest_int8.precision, True)]
-    return list(dict.fromkeys(variants + [fastest_other.variant(), fastest_int8.variant()]))
+    onnx = [s for s in timed if s.precision in ONNX_PRECISIONS]
+    variants += [(precision, False) for precision in dict.fromkeys(s.precision for s in onnx)]
+    fastest = [fastest_other.variant(), fastest_int8.variant()]
+    if onnx:
+        fastest.append(max(onnx, key=timed.__getitem__).variant())
+    return list(dict.fromkeys(variants + fastest))
 
 
 def f1_report(path: Path, pipeline: Callable[[str, bool], Language], variants: Sequence[tuple[str, bool]],
@@ -403,6 +422,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
 
     without_int8 = fastest([r for r in ours if r["settings"]["precision"] not in INT8_PRECISIONS])
     with_int8 = fastest([r for r in ours if r["settings"]["precision"] in INT8_PRECISIONS])
+    onnx_rows = [r for r in ours if r["settings"]["precision"] in ONNX_PRECISIONS]
+    fast_runtime = fastest(onnx_rows) if onnx_rows else None
     checked = [r for r in ours if "entities_vs_reference" in r]
     return {
         "hf_best": entry(hf_best),
@@ -414,6 +435,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                                    for p in dict.fromkeys(r["settings"]["precision"] for r in ours)},
         "ours_best_without_int8": without_int8,
         "ours_best_int8": with_int8,
+        "fast_runtime": fast_runtime,
         "output_checks": {"rows": len(checked),
                           "rows_with_other_entities": [r["name"] for r in checked
                                                        if r["entities_vs_reference"]["texts_differing"]]},
@@ -422,6 +444,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                 without_int8["ratio_vs_hf_best"] >= GOAL_DEFAULT_RATIO,
             f"ours int8 >= {GOAL_INT8_RATIO}x HF best": with_int8["ratio_vs_hf_best"] >= GOAL_INT8_RATIO,
             f"ours int8 >= {GOAL_INT8_WPS:,.0f} words/s": with_int8["words_per_s"] >= GOAL_INT8_WPS,
+            **({f"issue 24: the fast runtime (ONNX Runtime) >= {GOAL_FAST_RUNTIME_RATIO}x HF best":
+                fast_runtime["ratio_vs_hf_best"] >= GOAL_FAST_RUNTIME_RATIO} if fast_runtime else {}),
         },
     }
 
@@ -483,6 +507,9 @@ def markdown(report: dict[str, Any]) -> str:
         *(_summary_line(f"Ours, best {p}", found) for p, found in s["ours_best_by_precision"].items()),
         _summary_line("**Ours without int8 (bf16 allowed)**", s["ours_best_without_int8"]),
         _summary_line("**Ours with int8**", s["ours_best_int8"]),
+        *([_summary_line("**The fast runtime (ONNX Runtime, fastest row)**", s["fast_runtime"])]
+          if s.get("fast_runtime") else
+          [f"- The fast runtime (ONNX Runtime): no rows (onnxruntime: {m.get('onnxruntime', 'not recorded')})."]),
         f"- Levers combined (output-preserving, each >= {MIN_GAIN:.0%} faster than documents alone in "
         f"float32): {describe(report['winning_levers'], window=None) if report['winning_levers'] else 'none'}.",
         _output_check_line(s["output_checks"]),
@@ -492,7 +519,7 @@ def markdown(report: dict[str, Any]) -> str:
           if s["documents_in_one_batch"] else []),
         f"- int8 replaces the backbone's linear layers: {report['int8_linear_layers']}.",
         "",
-        "Goals (issue 13):",
+        "Goals (issue 13 unless named):",
         "",
         *(f"- {goal}: {'met' if ok else '**NOT met**'}" for goal, ok in s["goals"].items()),
         "",
@@ -530,6 +557,12 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         'int8: `spacy.load(path, config={"nlp": {"after_pipeline_creation": {"@misc": '
         '"spacy_ner_project.quantize_transformer.v1"}}})` (components/quantize.py).',
+        "",
+        'onnx: `spacy.load(path, config={"nlp": {"after_pipeline_creation": {"@misc": '
+        '"spacy_ner_project.onnx_backbone.v1"}}})` (components/onnx_runtime.py: the backbone exported to ONNX '
+        'and run by ONNX Runtime '
+        f"{m.get('onnxruntime', 'not recorded')}, intra-op threads = the row's torch threads, bf16 off: ONNX Runtime ignores it); "
+        'onnx-int8 adds `"int8": True` (int8 weights, one scale per output channel, activations quantised per call).',
         "",
     ]
     return "\n".join(lines)

@@ -25,11 +25,14 @@ from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 
 from common import ROOT  # benchmarks/common.py
 
-PRECISIONS = ("float32", "bf16", "int8", "int8+bf16")
+PRECISIONS = ("float32", "bf16", "int8", "int8+bf16", "onnx", "onnx-int8")
 BF16_PRECISIONS = ("bf16", "int8+bf16")  # cpu_mixed_precision = true
-INT8_PRECISIONS = ("int8", "int8+bf16")  # spacy_ner_project.quantize_transformer.v1
+TORCH_INT8_PRECISIONS = ("int8", "int8+bf16")  # spacy_ner_project.quantize_transformer.v1
+ONNX_PRECISIONS = ("onnx", "onnx-int8")  # spacy_ner_project.onnx_backbone.v1 (float32, int8 = true)
+INT8_PRECISIONS = (*TORCH_INT8_PRECISIONS, "onnx-int8")
 STRIDED = "spacy-transformers.strided_spans.v1"
 QUANTIZE = {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}
+ONNX = "spacy_ner_project.onnx_backbone.v1"
 MIN_GAIN = 0.03  # a lever "wins" when its row is at least 3% faster than the row it changes
 # per text: (start_char, end_char, label) of each entity
 Entities = list[tuple[tuple[int, int, str], ...]]
@@ -99,14 +102,26 @@ def trained_windows(path: Path) -> tuple[int, int] | None:
 
 def load(path: Path, precision: str, *, window: int | None = None) -> Language:
     """The pipeline at ``path`` with its backbone in ``precision`` (one of PRECISIONS); with
-    ``window``, strided windows of ``window`` tokens and stride ``window`` (no overlap)."""
+    ``window``, strided windows of ``window`` tokens and stride ``window`` (no overlap). ONNX
+    Runtime's intra-op threads follow ``torch.set_num_threads`` (the row's threads)."""
     model: dict[str, Any] = {"cpu_mixed_precision": precision in BF16_PRECISIONS}
     if window is not None:
         model["get_spans"] = {"@span_getters": STRIDED, "window": window, "stride": window}
     config: dict[str, Any] = {"components": {"transformer": {"model": model}}}
-    if precision in INT8_PRECISIONS:
+    if precision in TORCH_INT8_PRECISIONS:
         config["nlp"] = QUANTIZE
+    elif precision in ONNX_PRECISIONS:
+        config["nlp"] = {"after_pipeline_creation": {"@misc": ONNX, "int8": precision == "onnx-int8"}}
     return spacy.load(path, config=config)
+
+
+def onnx_runtime_version() -> str | None:
+    """The installed onnxruntime's version, None without the [onnx] extra (no ONNX rows then)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return str(onnxruntime.__version__)
 
 
 def entities(doc: Doc) -> tuple[tuple[int, int, str], ...]:

@@ -32,9 +32,9 @@ import common  # noqa: E402  (benchmarks/common.py)
 from corpus import ROOT, add_data_args, convert_splits  # noqa: E402
 
 from spacy_ner_project.docbin import sentence_docbin  # noqa: E402
-from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings  # noqa: E402
+from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings, default_threads  # noqa: E402
 
-CONFIG = ROOT / "configs" / "llm_ner.cfg"
+CONFIGS = {"llm_ner": ROOT / "configs" / "llm_ner.cfg", "llm_candidates": ROOT / "configs" / "llm_candidates.cfg"}
 OUT_JSON = ROOT / "benchmarks" / "llm_local.json"
 OUT_MD = ROOT / "benchmarks" / "llm_local.md"
 VARIANTS: Dict[str, Dict[str, Any]] = {
@@ -43,6 +43,25 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     "zero-shot": {"few_shot": False, "schema": False},
     "zero-shot + schema": {"few_shot": False, "schema": True},
 }
+# Round 2: configs/llm_candidates.cfg, one question per candidate span: capitalised runs (with
+# leading stop words cut, or with every part of up to 4 tokens as well), each answer constrained
+# to the answer words by a grammar per request unless "unconstrained"; zero-shot unless "4-shot".
+CANDIDATE_VARIANTS: Dict[str, Dict[str, Any]] = {
+    "candidates": {"config": "llm_candidates", "few_shot": False, "schema": True},
+    "candidates unconstrained": {"config": "llm_candidates", "few_shot": False, "schema": False},
+    "candidates stop-words cut": {
+        "config": "llm_candidates", "few_shot": False, "schema": True,
+        "extra": {"components.llm.task.candidates.strip_stop_words": True},
+    },
+    "candidates + sub-spans": {
+        "config": "llm_candidates", "few_shot": False, "schema": True,
+        "extra": {"components.llm.task.candidates.max_sub_tokens": 4},
+    },
+    "candidates 4-shot": {
+        "config": "llm_candidates", "few_shot": True, "schema": True, "extra": {"llm.n_prompt_examples": 4},
+    },
+}
+ALL_VARIANTS = {**VARIANTS, **CANDIDATE_VARIANTS}
 # Our own sentences (not CoNLL) for the raw-answer samples, with their gold entities.
 SAMPLES: List[Tuple[str, List[Tuple[str, str]]]] = [
     ("Maria Lopez flew from Lisbon to Nairobi for the World Health Assembly.", [("Maria Lopez", "PER"), ("Lisbon", "LOC"), ("Nairobi", "LOC"), ("World Health Assembly", "MISC")]),
@@ -80,7 +99,12 @@ def overrides(variant: Dict[str, Any], *, train: Path, save_io: bool = False) ->
         "llm.structured_output": "llama-cpp-python" if variant["schema"] else "none",
         "components.llm.save_io": save_io,
         "llm.concurrency": 1,  # as the llm-local workflow: the server answers one request at a time
+        **variant.get("extra", {}),
     }
+
+
+def config_of(variant: Dict[str, Any]) -> Path:
+    return CONFIGS[variant.get("config", "llm_ner")]
 
 
 def raw_answers(metrics_docs: List[Any]) -> List[Dict[str, Any]]:
@@ -90,7 +114,7 @@ def raw_answers(metrics_docs: List[Any]) -> List[Dict[str, Any]]:
         response = io.get("response")
         out.append({
             "text": doc.text,
-            "answer": response[0] if isinstance(response, list) and response else response,
+            "answer": " / ".join(map(str, response)) if isinstance(response, list) else response,
             "placed": [[ent.text, ent.label_] for ent in doc.ents],
         })
     return out
@@ -105,16 +129,17 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{name}.server.log"
     samples = sentence_docbin(SAMPLES, work / "samples.spacy")
-    variant = VARIANTS[variant_name]
-    key = f"{name} | {variant_name} | {args.n}"
-    settings = ServerSettings(model=name, n_ctx=args.n_ctx, log_path=log, startup_timeout=300.0)
+    variant = ALL_VARIANTS[variant_name]
+    config = config_of(variant)
+    key = " | ".join(part for part in (name, variant_name, str(args.n), f"{args.threads} threads" if args.threads else "", args.tag) if part)
+    settings = ServerSettings(model=name, n_ctx=args.n_ctx, log_path=log, startup_timeout=300.0, n_threads=args.threads)
     with LocalLLMServer(settings) as server:
         cache = work / f"{name}_{variant_name.replace(' ', '').replace('+', '_')}.sqlite"
         if not args.reuse_cache:
             fresh(cache)
         start = time.perf_counter()
         evaluation = run_evaluation(
-            [str(CONFIG)], corpus["dev"], names=["llm"], n_docs=args.n, unit="sents",
+            [str(config)], corpus["dev"], names=["llm"], n_docs=args.n, unit="sents",
             overrides={
                 **overrides(variant, train=corpus["train"]),
                 **model_overrides(component="llm", model=name, base_url=server.base_url, cache=cache),
@@ -125,7 +150,7 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
         # the raw-answer samples: our own sentences, through the same pipeline settings
         sample_answers: List[Dict[str, Any]] = []
         if not args.no_samples:
-            nlp = load_pipeline(str(CONFIG), overrides={
+            nlp = load_pipeline(str(config), overrides={
                 **overrides(variant, train=corpus["train"], save_io=True),
                 "components.llm.model.base_url": server.base_url, "components.llm.model.model": name,
                 "components.llm.model.cache.path": str(fresh(work / "samples.sqlite")),
@@ -135,12 +160,15 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
     (result,) = evaluation.results
     scores, metrics = result.scores, result.llm
     results[key] = {
-        "model": name, "variant": variant_name, "n_docs": metrics["n_docs"],
+        "model": name, "variant": variant_name, "tag": args.tag, "n_docs": metrics["n_docs"], "config": config.name,
+        "threads": settings.n_threads or default_threads(), "n_words": sum(len(doc) for doc in evaluation.gold),
         "strict_f": scores["ents_f"], "overlap_f": scores["fuzzy_ents_overlap_f"], "text_f": scores["fuzzy_ents_text_f"],
         "docs_per_second": metrics["docs_per_second"], "seconds": metrics["seconds"], "wall_seconds": round(wall, 1),
         "server": timing, "task_report": metrics["task_report"], "model_stats": metrics["model_stats"],
         # no "problems"/"warnings": their first messages quote CoNLL answers (licensed text)
         "n_pred_ents": sum(len(doc.ents) for doc in result.predictions),
+        # equal for two runs that predicted the same entities (offsets and labels only: no CoNLL text)
+        "predictions_sha256": predictions_digest(result.predictions),
         "n_gold_ents": sum(len(doc.ents) for doc in evaluation.gold),
         "samples": sample_answers,
         "load_average": os.getloadavg()[0],
@@ -148,6 +176,14 @@ def run_one(name: str, variant_name: str, args: argparse.Namespace, corpus: Dict
     }
     print(f"{key}: strict F {100 * (scores['ents_f'] or 0):.1f}, {metrics['docs_per_second']} docs/s", flush=True)
     write_json(results)
+
+
+def predictions_digest(docs: List[Any]) -> str:
+    """SHA-256 of every predicted entity's doc number, offsets and label."""
+    import hashlib
+
+    ents = [[i, ent.start_char, ent.end_char, ent.label_] for i, doc in enumerate(docs) for ent in doc.ents]
+    return hashlib.sha256(json.dumps(ents).encode("utf8")).hexdigest()
 
 
 def write_json(results: Dict[str, Any]) -> None:
@@ -184,6 +220,30 @@ def table(rows: List[Dict[str, Any]]) -> List[str]:
             f"{t.get('unplaced', 0)} ({t.get('unplaced_copied_from_examples', 0)}) | "
             f"{t.get('docs_with_unparseable_answers', 0)} | {t.get('docs_with_failed_requests', 0)} | "
             f"{r.get('load_average', 0):.1f} |"
+        )
+    return lines
+
+
+def candidate_table(rows: List[Dict[str, Any]]) -> List[str]:
+    """Round 2's rows: what each setting costs per request as well as what it scores."""
+    lines = [
+        "| model | setting | threads | N | strict F1 | overlap F1 | text F1 | predicted / gold ents | wall s | docs/s | "
+        "words/s | requests | s/request | prompt tokens | generated tokens | failed | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        stats = r["model_stats"] or {}
+        requests = stats.get("requests", 0)
+        cached = r.get("rescored_from_cache")
+        per_request = f"{r['seconds'] / requests:.2f}" if requests and not cached else "-"
+        words_s = f"{r['n_words'] / r['seconds']:.0f}" if r.get("seconds") and not cached else "-"
+        setting = f"{r['variant']} ({r['tag']})" if r.get("tag") else r["variant"]
+        lines.append(
+            f"| {r['model']} | {setting} | {r.get('threads', '-')} | {r['n_docs']} | {pct(r['strict_f'])} | "
+            f"{pct(r['overlap_f'])} | {pct(r['text_f'])} | {r['n_pred_ents']} / {r['n_gold_ents']} | "
+            f"{r['wall_seconds']} | {'cached' if cached else r['docs_per_second']} | {words_s} | {requests} | "
+            f"{per_request} | {r['server']['prompt_tokens']} | {r['server']['generated_tokens']} | "
+            f"{r['task_report'].get('docs_with_failed_requests', 0)} | {r.get('load_average', 0):.1f} |"
         )
     return lines
 
@@ -236,12 +296,37 @@ def findings(rows: Dict[Tuple[str, str], Dict[str, Any]]) -> str:
     return " ".join(parts)
 
 
+def round_two_section(rows: List[Dict[str, Any]]) -> List[str]:
+    """The candidate-span rows (configs/llm_candidates.cfg), best strict F1 first."""
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: (-(r["strict_f"] or 0), r["wall_seconds"]))
+    return [
+        f"## First {ISSUE_N} dev sentences: one question per candidate span (configs/llm_candidates.cfg)",
+        "",
+        "`python benchmarks/llm_local.py --n 100 --variants " + " ".join(f"'{v}'" for v in CANDIDATE_VARIANTS) + "` "
+        "(`--threads N` for the server's threads). Each sentence's candidate spans (its capitalised runs, or with "
+        "`+ sub-spans` every part of a run of up to 4 tokens) are asked about one at a time: \"Text: <sentence> / "
+        'What is "<candidate>"?\" (template `candidate_ner.v1`); the answer is one word (person, organization, '
+        "location, miscellaneous or none), constrained per request by a grammar (`constrained`) or read from free "
+        "text (`unconstrained`). Concurrency 1, temperature 0, seed 0; wall s: the whole evaluation (loading, "
+        "prompting, scoring) without the server's start; s/request: the evaluation's seconds over its requests; "
+        "prompt tokens: those the server evaluated (it reuses the previous prompt's prefix, so the shared "
+        "instructions are evaluated once).",
+        "",
+        *candidate_table(rows),
+        "",
+    ]
+
+
 def render(data: Dict[str, Any]) -> str:
     m = data["machine"]
     runs = data["runs"]
-    hundred = {(r["model"], r["variant"]): r for r in runs.values() if r["n_docs"] == ISSUE_N}
+    round_one = {key: r for key, r in runs.items() if r["variant"] in VARIANTS}
+    round_two = [r for r in runs.values() if r["variant"] in CANDIDATE_VARIANTS and r["n_docs"] == ISSUE_N]
+    hundred = {(r["model"], r["variant"]): r for r in round_one.values() if r["n_docs"] == ISSUE_N}
     ordered = [hundred[m_, v] for m_ in KNOWN_MODELS for v in VARIANTS if (m_, v) in hundred]
-    smaller = [r for r in runs.values() if r["n_docs"] != ISSUE_N]
+    smaller = [r for r in round_one.values() if r["n_docs"] != ISSUE_N]
     lines = [
         "# LLM NER with a real local model (benchmark, not a test)",
         "",
@@ -258,9 +343,10 @@ def render(data: Dict[str, Any]) -> str:
         "model, served with a pass-through chat template (the prompt as text, after BOS); SmolLM2-135M-Instruct "
         "with the ChatML template stored in its GGUF.",
         "",
-        findings(hundred),
+        *round_two_section(round_two),
+        f"## First {ISSUE_N} dev sentences: one JSON entity list per sentence (configs/llm_ner.cfg)",
         "",
-        f"## First {ISSUE_N} dev sentences",
+        findings(hundred),
         "",
         *table(ordered),
         "",
@@ -297,7 +383,9 @@ def main() -> None:
     add_data_args(parser)
     parser.add_argument("--n", type=int, default=100, help="First N dev sentences")
     parser.add_argument("--models", nargs="+", default=list(KNOWN_MODELS), choices=list(KNOWN_MODELS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(ALL_VARIANTS))
+    parser.add_argument("--threads", type=int, default=None, help="The server's threads (default: serve-llm's)")
+    parser.add_argument("--tag", default="", help="Appended to each row's key (e.g. 'cold run 2'), so a repeat gets a row of its own")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--render-only", action="store_true")
     parser.add_argument("--no-samples", action="store_true", help="Skip the raw-answer samples")

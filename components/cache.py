@@ -1,6 +1,7 @@
 """Durable SQLite cache of LLM responses, keyed by model identity and the exact prompt.
 
-One row per (model identity, prompt). A response is committed the moment it is stored,
+One row per (model identity, prompt); a prompt with request fields of its own (a
+RequestPrompt, components/model_responses.py) is keyed by its text and its fields. A response is committed the moment it is stored,
 so after a crash a rerun repeats no request that had finished. The cache is shared by the
 threads of a model's request pool through one SQLite connection guarded by a lock; the
 database runs in WAL mode, so other processes reading the same file never block a writer.
@@ -15,8 +16,8 @@ Use it from a config::
 (``spacy.GPT-4.v3`` ...) can use it through ``spacy_ner_project.CachedModel.v1``.
 
 Failed requests are never cached. The cache stores prompts as well as responses (for
-inspection and replay): keep cache files out of version control when the prompts contain
-licensed text.
+inspection and replay; of a RequestPrompt its text, the fields being in the key only): keep
+cache files out of version control when the prompts contain licensed text.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 
 from spacy_ner_project.errors import SettingPathError
 
+from .model_responses import fields_json_of
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
@@ -45,16 +48,24 @@ CREATE TABLE IF NOT EXISTS responses (
 
 def model_identity(**parts: Any) -> str:
     """Canonical JSON of what makes two models' answers interchangeable
-    (base URL, model name, request parameters ...), used as the cache's model id."""
+    (model name, request parameters, the served model's identity ...), used as the cache's
+    model id. JSON escapes control characters: a model id never holds a raw one."""
     return json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def cache_key(model_id: str, prompt: str) -> str:
-    """SHA-256 of the model identity and the exact prompt text."""
+    """SHA-256 of the model identity and the exact prompt text: ``model_id NUL prompt``; for a
+    prompt with request fields (RequestPrompt) ``model_id SOH fields NUL prompt``, the fields as
+    canonical JSON, so no plain prompt's key is ever one with fields (no model id or canonical
+    JSON holds a raw NUL or SOH)."""
     digest = hashlib.sha256()
     digest.update(model_id.encode("utf-8"))
+    fields = fields_json_of(prompt)
+    if fields:
+        digest.update(b"\x01")
+        digest.update(fields.encode("utf-8"))
     digest.update(b"\x00")
-    digest.update(prompt.encode("utf-8"))
+    digest.update(str(prompt).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -103,7 +114,8 @@ class ResponseCache:
         return str(rows[0][0]) if rows else None
 
     def get_many(self, model_id: str, prompts: Iterable[str]) -> Dict[str, str]:
-        """Cached responses of those prompts that have one, by prompt."""
+        """Cached responses of those prompts that have one, by prompt (RequestPrompts with the
+        same text and other fields are other prompts)."""
         found: Dict[str, str] = {}
         for prompt in dict.fromkeys(prompts):
             response = self.get(model_id, prompt)
@@ -116,7 +128,7 @@ class ResponseCache:
         self._execute(
             "INSERT OR REPLACE INTO responses (key, model_id, prompt, response, created) "
             "VALUES (?, ?, ?, ?, ?)",
-            (cache_key(model_id, prompt), model_id, prompt, str(response), time.time()),
+            (cache_key(model_id, prompt), model_id, str(prompt), str(response), time.time()),
         )
 
     def __len__(self) -> int:

@@ -4,8 +4,12 @@
 storing of new ones (never a failed request, never an answer ``cache_check`` rejects).
 :func:`served_identity` is the OpenAI-compatible model's cache identity: its settings plus what
 ``GET {base_url}/models`` reports about the model the server runs, so a server restarted with
-another model file gets no stale answers. :class:`CachedModel` puts any spacy-llm model behind
-the cache (``spacy_ner_project.CachedModel.v1``).
+another model file gets no stale answers, and one restarted on another port (serve-llm picks a
+free one) hits the same entries: where the server listens is no part of it. serve-llm's server
+reports the GGUF file's SHA-256 and the chat format in the model id it lists
+(spacy_ner_project/llm/server.py). :class:`CachedModel` puts any spacy-llm model behind the
+cache (``spacy_ner_project.CachedModel.v1``). Both key a RequestPrompt by its text and its
+request fields (components/cache.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any, Dict, Iterable, List, Optional
 import httpx
 
 from .cache import ResponseCache, model_identity
-from .model_client import ChatClient, snippet
+from .model_client import ChatClient
+from .model_retry import snippet
 from .model_responses import (
     CacheCheck,
     CountsRequests,
@@ -82,9 +87,9 @@ def served_models(listing: Any, model: str) -> List[Dict[str, Any]]:
 
 
 def served_identity(settings: ModelSettings, client: ChatClient) -> str:
-    """The cache's model identity: the settings' plus what ``GET {base_url}/models`` reports;
-    if that fails, the settings' alone (with a warning, as the cache then cannot tell a server
-    restarted with another model file)."""
+    """The cache's model identity: the settings' (ModelSettings.identity: not the URL) plus what
+    ``GET {base_url}/models`` reports; if that fails, the settings' alone (with a warning, as the
+    cache then cannot tell a server restarted with another model file)."""
     url = f"{settings.base_url}/models"
     try:
         listing = client.get_json(url, timeout=min(settings.timeout, IDENTITY_TIMEOUT))

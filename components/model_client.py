@@ -5,9 +5,17 @@ connection each, created on first use: construction never touches the network), 
 environment variables (it talks to the URLs it is given only). An attempt has a deadline
 ``timeout`` seconds after it starts, for the whole of it (connect, send, read): httpx's own
 timeouts bound each read only, so a watchdog shuts the attempt's socket down at the deadline.
-An attempt returns the answer's text or raises a :class:`~.model_retry.RequestError` that says
-whether retrying may help; :meth:`ChatClient.abort` wakes the threads blocked on its sockets
-(Ctrl-C), and an interrupted call's later attempts are refused before they send anything.
+An attempt returns the answer (:class:`~.model_stream.ChatAnswer`) or raises a
+:class:`~.model_retry.RequestError` that says whether retrying may help;
+:meth:`ChatClient.abort` wakes the threads blocked on its sockets (Ctrl-C), and an interrupted
+call's later attempts are refused before they send anything.
+
+A streamed answer (the request asked for ``"stream": true`` and the server answers
+``text/event-stream``) is read event by event (model_stream.read_event_stream) under the same
+deadline; when the deadline passes, Ctrl-C comes or the stop rule fires, the attempt's
+connection is closed, which is how a server (llama-cpp-python) learns to stop
+generating. A server that ignores ``stream`` answers with one JSON body, read as before; the
+stop rule then cuts the whole answer where it would have stopped the stream.
 """
 
 from __future__ import annotations
@@ -25,13 +33,10 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, T
 
 import httpx
 
-from .model_retry import CallBreaker, RequestError, is_retryable_status, parse_retry_after
+from .model_retry import CallBreaker, RequestError, is_retryable_status, parse_retry_after, snippet
+from .model_stream import ChatAnswer, cut_runaway, read_event_stream
 
-
-def snippet(text: str, limit: int = 200) -> str:
-    """``text`` on one line, cut to ``limit`` characters (for error messages)."""
-    text = text.strip().replace("\n", " ")
-    return text if len(text) <= limit else text[:limit] + "..."
+EVENT_STREAM = "text/event-stream"
 
 
 def auth_headers(api_key_env: Optional[str]) -> Dict[str, str]:
@@ -242,33 +247,39 @@ class ChatClient:
             self._free_lanes.put(lane)
 
     def post_chat(
-        self, url: str, payload: Mapping[str, Any], *, base_url: str, breaker: Optional[CallBreaker] = None
-    ) -> str:
-        """One attempt, of at most ``timeout`` seconds once a lane is free: the answer's text, or
-        RequestError (its message names ``base_url`` when the server cannot be reached).
-        ``breaker``: the call the attempt belongs to; once it is interrupted, nothing more is sent."""
+        self,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        base_url: str,
+        breaker: Optional[CallBreaker] = None,
+        stop_repetition: int = 0,
+    ) -> ChatAnswer:
+        """One attempt, of at most ``timeout`` seconds once a lane is free: the answer (streamed
+        or whole, as the server sends it), or RequestError (its message names ``base_url`` when
+        the server cannot be reached). ``breaker``: the call the attempt belongs to; once it is
+        interrupted, nothing more is sent. ``stop_repetition``: the stop rule's repetitions
+        (model_stream.repetition_end; 0: off)."""
         with self._free_lane() as lane:
-            response = self._post(lane, url, payload, base_url=base_url, breaker=breaker)
-        status = response.status_code
-        if status >= 400:
-            retryable = is_retryable_status(status)
-            retry_after = response.headers.get("Retry-After") if retryable else None
-            raise RequestError(
-                f"HTTP {status}{_retry_after_note(retry_after)}{'' if retryable else _status_hint(status)}: "
-                f"{snippet(response.text)}",
-                retryable=retryable,
-                retry_after=parse_retry_after(retry_after),
-            )
-        return parse_chat_completion(response.text)
+            return self._post(lane, url, payload, base_url=base_url, breaker=breaker, stop_repetition=stop_repetition)
 
     def _post(
-        self, lane: _Lane, url: str, payload: Mapping[str, Any], *, base_url: str, breaker: Optional[CallBreaker]
-    ) -> httpx.Response:
-        """The response to the POST on ``lane``, whatever its status; RequestError when none came."""
+        self,
+        lane: _Lane,
+        url: str,
+        payload: Mapping[str, Any],
+        *,
+        base_url: str,
+        breaker: Optional[CallBreaker],
+        stop_repetition: int,
+    ) -> ChatAnswer:
+        """The answer to the POST on ``lane``, read within the attempt's deadline; RequestError
+        when none came. Leaving the response unread (the stop rule) closes its connection."""
         attempt = Attempt(deadline=time.monotonic() + self.timeout, breaker=breaker)
         try:
             with self._attempt(attempt, lane) as (client, options):
-                return client.post(url, json=payload, **options)
+                with client.stream("POST", url, json=payload, **options) as response:
+                    return _read_answer(response, stop_repetition=stop_repetition)
         except (httpx.ConnectError, httpx.ConnectTimeout) as err:
             if attempt.cut is not None:
                 raise self._cut_short(attempt, err)
@@ -315,6 +326,26 @@ class ChatClient:
         """Close pooled connections; the next request reopens them."""
         for lane in self._all_lanes:
             lane.close()
+
+
+def _read_answer(response: httpx.Response, *, stop_repetition: int) -> ChatAnswer:
+    """The answer in an open response: an error status raises RequestError (with the server's
+    Retry-After); an event stream is read up to its end or the stop rule; any other body whole."""
+    status = response.status_code
+    if status >= 400:
+        response.read()
+        retryable = is_retryable_status(status)
+        retry_after = response.headers.get("Retry-After") if retryable else None
+        raise RequestError(
+            f"HTTP {status}{_retry_after_note(retry_after)}{'' if retryable else _status_hint(status)}: "
+            f"{snippet(response.text)}",
+            retryable=retryable,
+            retry_after=parse_retry_after(retry_after),
+        )
+    if response.headers.get("Content-Type", "").split(";")[0].strip().lower() == EVENT_STREAM:
+        return read_event_stream(response.iter_lines(), stop_repetition=stop_repetition)
+    response.read()
+    return cut_runaway(parse_chat_completion(response.text), stop_repetition=stop_repetition)
 
 
 def _retry_after_note(value: Optional[str]) -> str:

@@ -33,8 +33,20 @@ sends no request not sent yet, aborts the ones in flight and raises KeyboardInte
 calling thread, within about a second, every time (see ``ctrl_c_queued``); the responses that
 had arrived are already committed to the cache, so a rerun repeats none of them.
 
-Cache identity: see model_cache.served_identity. What ``/models`` cannot report (llama.cpp's
-chat template, for one) belongs in ``cache_namespace``.
+Streaming (``stream``, on by default): answers come as Server-Sent Events, and a request given
+up on (its deadline, Ctrl-C, the stop rule) closes its connection, so a one-slot server stops
+generating the abandoned answer at its next token instead of making the retry, or the next
+request, wait for it (llama-cpp-python finishes a non-streamed answer whoever still waits for
+it). A server that ignores ``stream`` answers as before. The stop rule (``stop_repetition``,
+model_stream.repetition_end) ends an answer that repeats itself (``"", "", "", ...``): the
+answer is the text up to there, counted in ``stats.repetition_stops``.
+
+Per-request fields: a task may hand the model RequestPrompt prompts (model_responses); their
+``request_fields`` are merged into their own request body after ``config`` and
+``structured_output``, and are part of the prompt's identity (deduplication, cache key).
+
+Cache identity: see model_cache.served_identity (never the URL or port: a server restarted on
+another port hits the same cache). What ``/models`` cannot report belongs in ``cache_namespace``.
 """
 
 from __future__ import annotations
@@ -118,6 +130,8 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         structured_output: Mapping[str, Any] = ModelDefaults.DEFAULT_STRUCTURED_OUTPUT,
         cache_namespace: str = ModelDefaults.DEFAULT_CACHE_NAMESPACE,
         cache_check: Optional[CacheCheck] = None,
+        stream: bool = ModelDefaults.DEFAULT_STREAM,
+        stop_repetition: int = ModelDefaults.DEFAULT_STOP_REPETITION,
     ) -> None:
         super().__init__()
         self.settings = ModelSettings(
@@ -134,6 +148,8 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
             max_retry_wait=max_retry_wait,
             structured_output=structured_output,
             cache_namespace=cache_namespace,
+            stream=stream,
+            stop_repetition=stop_repetition,
         )
         settings = self.settings
         # where requests go: read on every request, so pointing the model at another server
@@ -190,8 +206,12 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         A cached answer that ``cache_check`` rejects is asked for again. On Ctrl-C (or any
         exception) while requests run, the requests not sent yet are dropped, those in flight
         aborted, and KeyboardInterrupt (the exception) raised once the request threads stopped.
+        A RequestPrompt whose request fields the model sets itself raises ValueError, before
+        anything is sent.
         """
         unique = list(dict.fromkeys(prompts))
+        for prompt in unique:
+            self.settings.payload(prompt)  # refuses reserved request fields now, not in a request thread
         model_id = self.model_id if self.cache is not None else self.configured_id
         answers = self._binding.lookup(model_id, unique)
         if answers:
@@ -287,8 +307,12 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
             sent_in = self._retry_after.era
             self._count(progress=False, requests=1)
             try:
-                text = self._client.post_chat(
-                    self.endpoint, self.settings.payload(prompt), base_url=self.base_url, breaker=breaker
+                answer = self._client.post_chat(
+                    self.endpoint,
+                    self.settings.payload(prompt),
+                    base_url=self.base_url,
+                    breaker=breaker,
+                    stop_repetition=self.settings.stop_repetition,
                 )
             except RequestError as err:
                 if self._again(attempt, err, breaker, sent_in=sent_in):
@@ -298,9 +322,9 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
                 return self._failed(f"POST {self.endpoint} failed {tried}: {err.message}{capped}", start)
             breaker.connected()
             self._retry_after.answered(sent_in=sent_in)
-            usable = self._binding.store(model_id, prompt, text)
-            self._count(answered=1, uncached_unusable=int(not usable))
-            return ModelResponse(text, elapsed_s=time.monotonic() - start)
+            usable = self._binding.store(model_id, prompt, answer.text)
+            self._count(answered=1, uncached_unusable=int(not usable), repetition_stops=int(answer.repetition_stop))
+            return ModelResponse(answer.text, elapsed_s=time.monotonic() - start)
 
     def _wait_for_the_server(self, breaker: CallBreaker) -> Optional[str]:
         """Before sending: wait out the server's shared Retry-After, if one runs (cut short by

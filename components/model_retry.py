@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional, Tuple
 
 
+def snippet(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters (for error messages)."""
+    text = text.strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class RequestError(Exception):
     """A failed attempt: ``message`` says why; ``retryable`` whether another attempt may help;
     ``retry_after`` the server's Retry-After in seconds; ``connect`` that the server could not be

@@ -6,7 +6,9 @@ The registered functions (setup.cfg entry points) and the public names of the mo
 - ``model_retry``: RetryPolicy (pure: attempt and error -> retry? after how long?) and the
   per-call CallBreaker;
 - ``model_client``: ChatClient, one HTTP attempt with its deadline, proxy-free and abortable;
-- ``model_responses``: ModelResponse / FailedResponse (``str`` with ``elapsed_s``), ModelStats;
+- ``model_responses``: ModelResponse / FailedResponse (``str`` with ``elapsed_s``), ModelStats,
+  RequestPrompt (a prompt with request fields of its own);
+- ``model_stream``: the streamed answer's events and the stop rule for runaway answers;
 - ``model_cache``: CacheBinding (the models' use of the SQLite cache), the served model's
   identity, CachedModel;
 - ``model_openai``: OpenAICompatibleModel (concurrency, deduplication, the retry loop).
@@ -22,8 +24,9 @@ from .cache import ResponseCache
 from .model_cache import CachedModel
 from .model_client import parse_chat_completion
 from .model_openai import OpenAICompatibleModel
-from .model_responses import CacheCheck, FailedResponse, ModelResponse, ModelStats, PromptExecutor
+from .model_responses import CacheCheck, FailedResponse, ModelResponse, ModelStats, PromptExecutor, RequestPrompt
 from .model_settings import ModelDefaults, ModelSettings
+from .model_stream import repetition_end
 
 __all__ = [
     "CachedModel",
@@ -33,9 +36,11 @@ __all__ = [
     "ModelSettings",
     "ModelStats",
     "OpenAICompatibleModel",
+    "RequestPrompt",
     "cached_model_v1",
     "openai_compatible_v1",
     "parse_chat_completion",
+    "repetition_end",
 ]
 
 
@@ -55,6 +60,8 @@ def openai_compatible_v1(
     structured_output: Dict[str, Any] = ModelDefaults.DEFAULT_STRUCTURED_OUTPUT,
     cache_namespace: str = ModelDefaults.DEFAULT_CACHE_NAMESPACE,
     cache_check: Optional[CacheCheck] = None,
+    stream: bool = ModelDefaults.DEFAULT_STREAM,
+    stop_repetition: int = ModelDefaults.DEFAULT_STOP_REPETITION,
 ) -> OpenAICompatibleModel:
     """Registered as ``spacy_ner_project.OpenAICompatible.v1`` (llm_models). The defaults
     (ModelDefaults) suit a one-slot local server on a CPU.
@@ -71,7 +78,8 @@ def openai_compatible_v1(
         the remaining requests fail at once.
     concurrency (int): Maximum requests in flight.
     config (Dict[str, Any]): Extra request parameters (temperature, max_tokens, stop, seed ...);
-        it replaces the default ({"temperature": 0.0}) as a whole.
+        it replaces the default ({"temperature": 0.0, "seed": 0}: the same answers every run)
+        as a whole.
     cache (Optional[ResponseCache]): Response cache, e.g. spacy_ner_project.SQLiteCache.v1.
     context_length (Optional[int]): Model context length in tokens, for sharding long docs.
     backoff (float): First retry waits between backoff/2 and backoff seconds, doubling per retry.
@@ -81,9 +89,23 @@ def openai_compatible_v1(
     structured_output (Dict[str, Any]): Request fields that ask for the answer's JSON schema,
         merged into every request, e.g. ``@llm_misc = "spacy_ner_project.EntitySchema.v1"``; {}: none.
     cache_namespace (str): Your label folded into the cache key (e.g. the chat template or
-        server build), for what GET {base_url}/models does not report.
+        server build), for what GET {base_url}/models does not report. The key never holds
+        base_url: a server restarted on another port hits the same entries.
     cache_check (Optional[Callable[[str], bool]]): Predicate on a server answer; an answer it
         rejects is returned but not cached (counted in stats.uncached_unusable).
+    stream (bool): Ask for the answer as a stream of Server-Sent Events ("stream": true). A
+        request given up on (timeout, Ctrl-C, stop_repetition) then closes its connection, and
+        llama-cpp-python's one-slot server stops generating it at the next token instead of
+        making the retry wait for it. A server that ignores it answers as usual; the answers
+        are the same either way. llama-cpp-python's server must run with
+        --interrupt_requests False (serve-llm does so), else it ends a stream early whenever
+        another request waits (such a cut answer is retried, never used).
+    stop_repetition (int): Stop an answer once it repeats itself this many times: the same
+        unit of up to 64 characters (not only whitespace) this many times in a row at its end,
+        or this many equal JSON strings in a row ("", "", ... or "Paris", "Paris", ...). The
+        answer is the text up to there (a streamed one stops being generated), counted in
+        stats.repetition_stops; 0 switches the rule off. The default, 8, is well above the
+        longest repetition seen in normal answers (3, as in "1000"), see ModelDefaults.
     """
     return OpenAICompatibleModel(
         base_url=base_url,
@@ -101,6 +123,8 @@ def openai_compatible_v1(
         structured_output=structured_output,
         cache_namespace=cache_namespace,
         cache_check=cache_check,
+        stream=stream,
+        stop_repetition=stop_repetition,
     )
 
 

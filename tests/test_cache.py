@@ -244,6 +244,22 @@ def test_the_served_model_is_part_of_the_cache_key(chat_server: ChatServer, tmp_
     assert len(chat_server.chat_requests) == 6
 
 
+def test_the_same_model_served_on_another_port_hits_the_cache(tmp_path: Path) -> None:
+    """serve-llm picks a free port each run: where the server listens is no part of the key."""
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    served = [{"id": "gemma3-270m@sha256:0123456789abcdef+passthrough", "object": "model", "owned_by": "me"}]
+    with ChatServer(models=served) as first, ChatServer(models=served) as second:
+        assert first.base_url != second.base_url
+        first.responder = second.responder = lambda prompt: f"answer {prompt}"
+        assert ask(make_model(first, cache), PROMPTS) == [f"answer {p}" for p in PROMPTS]
+        rerun = make_model(second, cache)
+        assert ask(rerun, PROMPTS) == [f"answer {p}" for p in PROMPTS]
+        assert second.chat_requests == [] and rerun.stats.cache_hits == len(PROMPTS)
+        second.models = [{**served[0], "id": "gemma3-270m@sha256:fedcba9876543210+passthrough"}]  # other weights
+        ask(make_model(second, cache), PROMPTS[:1])
+        assert len(second.chat_requests) == 1
+
+
 def test_only_the_configured_models_entry_counts_when_listed(chat_server: ChatServer, tmp_path: Path) -> None:
     cache = ResponseCache(tmp_path / "c.sqlite")
     chat_server.models = [{"id": "test-model", "created": 1}, {"id": "other", "created": 1}]

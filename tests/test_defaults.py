@@ -61,6 +61,11 @@ DELIBERATE: Dict[Tuple[str, str, str], str] = {
     ("llm_ner.cfg", "components.llm.task", "labels"): "CoNLL-2003's labels",
     ("llm_ner.cfg", "components.llm.model.cache_check", "labels"): "CoNLL-2003's labels (the task's)",
     ("ner_trf.cfg", "components.transformer.model", "cpu_mixed_precision"): "bfloat16 on CPUs that have it",
+    ("llm_candidates.cfg", "components.llm.task", "labels"): "CoNLL-2003's labels",
+    ("llm_candidates.cfg", "components.llm.task", "schema_style"): "the default server is a local llama.cpp (serve-llm)",
+    ("llm_candidates.cfg", "components.llm.model", "timeout"): "an answer is one word: a minute covers a long wait",
+    ("llm_candidates.cfg", "components.llm.model", "concurrency"): "one question at a time keeps one sentence's prompts in a row (prefix reuse)",
+    ("llm_candidates.cfg", "components.llm.model", "context_length"): "spacy-llm warns a sharding task without one",
 }
 
 
@@ -124,7 +129,7 @@ def test_openai_compatible_defaults_are_the_model_constants() -> None:
         constant = getattr(ModelDefaults, f"DEFAULT_{name.upper()}")
         assert value == constant and model[name] == constant, f"{name} != DEFAULT_{name.upper()}"
         assert getattr(OpenAICompatibleModel, f"DEFAULT_{name.upper()}") is constant
-    assert registered["config"] == {"temperature": 0.0}  # deterministic answers unless a config says otherwise
+    assert registered["config"] == {"temperature": 0.0, "seed": 0}  # the same answers every run unless a config says otherwise
 
 
 def test_cached_model_and_cache_mirror_their_classes() -> None:

@@ -55,3 +55,39 @@ def test_real_model_answers_through_the_launcher(tmp_path: Path) -> None:
     assert "POST /v1/chat/completions HTTP/1.1\" 200" in log.read_text()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the server is gone
+
+
+CANDIDATES_CONFIG = CONFIG.parent / "llm_candidates.cfg"
+# candidate spans with a double quote and a backslash in them (tokens written here, not split)
+QUOTED_WORDS = ["Ann", "met", 'Bob"s', "at", "Acme\\Labs", "in", 'Paris"', "."]
+
+
+def test_candidate_task_with_quotes_and_backslashes_against_the_real_server(tmp_path: Path) -> None:
+    """The candidate task's per-request grammar, and a grammar whose literal holds `"` and `\\`,
+    compile on the real server: every question is answered with one of the answer words."""
+    import httpx
+    import spacy
+    from spacy.tokens import Doc
+
+    from spacy_ner_project.components.llm.schema import gbnf_literal
+    from spacy_ner_project.llm.record import LLMStatus, read_llm_outcome
+    from spacy_ner_project.pipelines import load_pipeline
+
+    tricky = 'say "hi" \\ bye'
+    with LocalLLMServer(ServerSettings(model=MODEL, log_path=tmp_path / "server.log", startup_timeout=180.0)) as server:
+        body = {
+            "model": MODEL, "messages": [{"role": "user", "content": "Repeat after me."}],
+            "max_tokens": 16, "temperature": 0, "grammar": f"root ::= {gbnf_literal(tricky)}",
+        }
+        answer = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=120, trust_env=False).json()
+        nlp = load_pipeline(str(CANDIDATES_CONFIG), overrides={
+            "llm.structured_output": "llama-cpp-python",
+            **model_overrides(component="llm", model=MODEL, base_url=server.base_url, cache=tmp_path / "c.sqlite"),
+        })
+        doc = nlp(Doc(spacy.blank("en").vocab, words=QUOTED_WORDS))
+    assert answer["choices"][0]["message"]["content"] == tricky
+    outcome = read_llm_outcome(doc)
+    assert outcome is not None and outcome.status is LLMStatus.OK and outcome.n_shards == 4
+    words = {"person", "organization", "location", "miscellaneous", "none"}
+    assert all(a.strip() in words for a in outcome.answers), outcome.answers
+    assert {ent.text for ent in doc.ents} <= {"Ann", 'Bob"s', "Acme\\Labs", 'Paris"'}

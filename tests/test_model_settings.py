@@ -18,8 +18,10 @@ def settings(**overrides: object) -> ModelSettings:
 def test_defaults_are_the_class_constants_and_suit_a_one_slot_local_server() -> None:
     made = settings()
     assert (made.concurrency, made.timeout, made.max_retries, made.max_retry_wait) == (2, 300.0, 2, 30.0)
-    assert made.config == ModelDefaults.DEFAULT_CONFIG == {"temperature": 0.0}
+    assert made.config == ModelDefaults.DEFAULT_CONFIG == {"temperature": 0.0, "seed": 0}  # the same answers every run
     assert made.cache_namespace == "" and made.api_key_env is None and made.context_length is None
+    assert made.stream is ModelDefaults.DEFAULT_STREAM is True
+    assert made.stop_repetition == ModelDefaults.DEFAULT_STOP_REPETITION == 8
 
 
 def test_values_are_normalised_and_frozen() -> None:
@@ -68,12 +70,40 @@ def test_payload_and_identity() -> None:
         "format": {"type": "object"},
         "model": "m",
         "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
     }
+    assert "stream" not in settings(stream=False).payload("hi")
+    # where the server listens is no part of the identity; whether it streams neither
     assert made.identity() == {
         "protocol": "openai-chat-completions",
-        "base_url": "http://localhost:11434/v1",
         "model": "m",
         "params": {"max_tokens": 8},
         "structured_output": {"format": {"type": "object"}},
+        "stop_repetition": 8,
         "namespace": "t",
     }
+    assert settings(base_url="http://127.0.0.1:1234/v1").identity() == settings(base_url="http://10.0.0.1:99/v1").identity()
+    assert settings(stream=False).identity() == settings().identity() != settings(stop_repetition=0).identity()
+
+
+def test_a_prompts_request_fields_come_last_and_win() -> None:
+    from spacy_ner_project.components.models import RequestPrompt
+
+    made = settings(config={"max_tokens": 8, "temperature": 0.0}, structured_output={"grammar": "root ::= x"})
+    prompt = RequestPrompt("hi", request_fields={"grammar": "root ::= y", "max_tokens": 4})
+    body = made.payload(prompt)
+    assert body["grammar"] == "root ::= y" and body["max_tokens"] == 4 and body["temperature"] == 0.0
+    assert body["messages"] == [{"role": "user", "content": "hi"}] and type(body["messages"][0]["content"]) is str
+    with pytest.raises(ValueError, match="request_fields set messages, stream, which the model sets itself"):
+        made.payload(RequestPrompt("hi", request_fields={"stream": False, "messages": []}))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [({"stop_repetition": 1}, "stop_repetition must be 0 (off) or at least 2"),
+     ({"stop_repetition": -1}, "stop_repetition must be at least 0, got -1"),
+     ({"stream": "yes"}, "stream must be true or false, got 'yes'")],
+)
+def test_stream_and_stop_rule_values_are_checked(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        settings(**overrides)

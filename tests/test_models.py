@@ -52,6 +52,7 @@ def test_request_is_chat_completion_with_params(chat_server: ChatServer) -> None
         "max_tokens": 64,
         "model": "test-model",
         "messages": [{"role": "user", "content": "Find entities."}],
+        "stream": True,  # the default: this server ignores it and answers one JSON body
     }
     assert "authorization" not in {name.lower() for name in request.headers}
 
@@ -242,17 +243,19 @@ def test_registered_defaults_are_the_class_constants() -> None:
         "cache_namespace": OpenAICompatibleModel.DEFAULT_CACHE_NAMESPACE,
         "cache": None,
         "cache_check": None,
+        "stream": OpenAICompatibleModel.DEFAULT_STREAM,
+        "stop_repetition": OpenAICompatibleModel.DEFAULT_STOP_REPETITION,
     }
     for function in (openai_compatible_v1, OpenAICompatibleModel.__init__):
         parameters = inspect.signature(function).parameters
         defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
         assert defaults == constants, function.__qualname__
-    assert dict(OpenAICompatibleModel.DEFAULT_CONFIG) == {"temperature": 0.0}
+    assert dict(OpenAICompatibleModel.DEFAULT_CONFIG) == {"temperature": 0.0, "seed": 0}
 
 
 def test_the_class_default_config_is_sent(chat_server: ChatServer) -> None:
     ask(OpenAICompatibleModel(base_url=chat_server.base_url, model="m"), ["x"])
-    assert chat_server.requests[0].body["temperature"] == 0.0
+    assert chat_server.requests[0].body["temperature"] == 0.0 and chat_server.requests[0].body["seed"] == 0
 
 
 def test_structured_output_is_merged_into_every_request(chat_server: ChatServer) -> None:

@@ -12,12 +12,15 @@ from spacy_llm.util import split_labels
 
 from spacy_ner_project.llm.align import AlignOptions
 
+from .candidate_task import CandidateNERTask
+from .candidates import CandidateGenerator, make_capitalised_runs_v1
 from .examples import JsonNERExample
 from .parser import DEFAULT_LABEL_MAP, is_usable_answer, parse_json_responses
 from .prompt import DEFAULT_LABEL_DEFINITIONS, read_template
 from .task import JsonNERTask
 
 DEFAULT_JSON_NER_TEMPLATE_V2 = read_template("json_ner.v2")
+DEFAULT_CANDIDATE_NER_TEMPLATE_V1 = read_template("candidate_ner.v1")
 # the alignment defaults are AlignOptions' own (one place): the registered function reads them here
 _ALIGN_DEFAULTS = AlignOptions()
 
@@ -85,6 +88,66 @@ def make_json_ner_task_v1(
         existing_ents=existing_ents,
         scorer=scorer or get_ner_prf,
         parse_responses=parse_responses or parse_json_responses,
+    )
+
+
+def make_candidate_ner_task_v1(
+    labels: Union[List[str], str] = [],
+    template: str = DEFAULT_CANDIDATE_NER_TEMPLATE_V1,
+    candidates: Optional[CandidateGenerator] = None,
+    label_words: Optional[Dict[str, str]] = None,
+    label_descriptions: Optional[Dict[str, str]] = None,
+    none_word: str = CandidateNERTask.DEFAULT_NONE_WORD,
+    none_description: str = CandidateNERTask.DEFAULT_NONE_DESCRIPTION,
+    schema_style: str = CandidateNERTask.DEFAULT_SCHEMA_STYLE,
+    max_context_tokens: int = CandidateNERTask.DEFAULT_MAX_CONTEXT_TOKENS,
+    examples: ExamplesConfigType = None,
+    label_map: Optional[Dict[str, str]] = None,
+    existing_ents: str = JsonNERTask.DEFAULT_EXISTING_ENTS,
+    scorer: Optional[Scorer] = None,
+) -> CandidateNERTask:
+    """``spacy_ner_project.CandidateNER.v1``: one question per candidate span, one label word per
+    answer (components/llm/candidate_task.py says why).
+
+    labels: as JsonNER.v1's.
+    template: Jinja prompt template; gets text (the candidate's sentence), candidate, labels,
+        label_words, label_descriptions, none_word, none_description and examples (each with
+        text, candidate and answer). Default candidate_ner.v1.
+    candidates: a candidate generator (``@llm_misc = "spacy_ner_project.CapitalisedRuns.v1"``
+        or ``"spacy_ner_project.NGramCandidates.v1"``); None: capitalised runs.
+    label_words: label -> the word the model answers with; None: person, organization,
+        location, miscellaneous for PER, ORG, LOC, MISC (other labels: the label in lower case).
+    label_descriptions: label -> words in brackets after its word; None: MISC's.
+    none_word / none_description: the answer for "not an entity", and its words in brackets.
+    schema_style: constrain each answer to the answer words: "none", "llama-cpp-python" (a
+        grammar), "openai" or "ollama" (a JSON schema ``{"label": ...}``), sent per request.
+    max_context_tokens: the longest context asked about (a sentence, or a window of a doc
+        without sentence boundaries).
+    examples / label_map / existing_ents / scorer: as JsonNER.v1's (an example shows one
+        question per entity string).
+    """
+    raw_examples = examples() if callable(examples) else examples
+    return CandidateNERTask(
+        candidates=candidates or make_capitalised_runs_v1(),
+        label_words=dict(CandidateNERTask.DEFAULT_LABEL_WORDS if label_words is None else label_words),
+        label_descriptions=dict(
+            CandidateNERTask.DEFAULT_LABEL_DESCRIPTIONS if label_descriptions is None else label_descriptions
+        ),
+        none_word=none_word,
+        none_description=none_description,
+        schema_style=schema_style,
+        max_context_tokens=max_context_tokens,
+        labels=split_labels(labels),
+        template=template,
+        label_definitions=dict(DEFAULT_LABEL_DEFINITIONS),
+        prompt_examples=[JsonNERExample(**eg) for eg in raw_examples] if raw_examples else None,
+        label_map=DEFAULT_LABEL_MAP if label_map is None else label_map,
+        shard_mapper=make_shard_mapper(),
+        shard_overlap=JsonNERTask.DEFAULT_SHARD_OVERLAP,
+        align_options=_ALIGN_DEFAULTS,
+        existing_ents=existing_ents,
+        scorer=scorer or get_ner_prf,
+        parse_responses=parse_json_responses,
     )
 
 

@@ -7,7 +7,8 @@ against it, stop the server.
 
 ``{base_url}`` in the command's arguments becomes the server's base URL
 (http://127.0.0.1:PORT/v1, a free port unless ``--port`` names one), which is also exported as
-``LLM_BASE_URL``. The exit code is the
+``LLM_BASE_URL``. The server lists its model as ``NAME@sha256:HASH+CHAT_FORMAT`` (the GGUF's
+hash and the template), which keys the response cache: a rerun on another port hits it. The exit code is the
 command's; without a command the server runs until Ctrl-C. The server is stopped in every
 case: the command's end, a failure, Ctrl-C or SIGTERM.
 
@@ -81,7 +82,8 @@ def run_with_server(settings: ServerSettings, command: Sequence[str]) -> int:
     child: Optional[subprocess.Popen] = None
     try:
         with LocalLLMServer(settings) as server:
-            msg.good(f"llama.cpp server for {settings.model!r} at {server.base_url}")
+            # the served model id names the weights (SHA-256) and the chat template: the cache's key
+            msg.good(f"llama.cpp server for {settings.model!r} at {server.base_url}, serving {server.alias!r}")
             if not command:
                 msg.info("serving until Ctrl-C")
                 while True:

@@ -17,6 +17,15 @@ is (after BOS), for base models without a chat template, whose prompt is complet
 ``"gguf"`` uses the template stored in the GGUF (llama-cpp-python's default); any other value
 is one of llama-cpp-python's ``--chat_format`` names (``chatml``, ``gemma`` ...).
 
+The model id the server lists in ``GET /v1/models`` (its alias) names the weights and the
+template it serves: ``NAME@sha256:<first 16 hex digits of the GGUF file's SHA-256>+CHAT_FORMAT``
+(e.g. ``gemma3-270m@sha256:0123456789abcdef+passthrough``), so the response cache, which keys
+answers by what that route reports (components/model_cache.py), knows on a rerun whether the
+same weights and template are served, whatever port the server got. The server runs with
+``--interrupt_requests False``: llama-cpp-python's default ends a streamed answer early (with
+``[DONE]``) as soon as another request waits, which would cut the answers of a client that
+keeps two requests in flight.
+
 The launcher waits for ``GET /v1/models`` to answer (bounded by ``startup_timeout``), checks
 that the answer comes from the server it started (its process is alive, holds the listening
 socket where the system tells, see :func:`port_held_by_group`, and lists the model alias it was
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -44,7 +54,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import httpx
 
@@ -243,8 +253,9 @@ class ServerSettings:
     for the model's default (see default_chat_format); ``n_threads``: None for
     :func:`default_threads` (all cores but one);
     ``port``: None (or 0) for a free one, else a port that must be free (:func:`check_port`);
-    ``alias``: the model name /v1/models reports (None: ``model``'s name), which the response
-    cache's server check sees; ``extra_args``: more ``python -m llama_cpp.server`` options;
+    ``alias``: the model id /v1/models reports, which the response cache's identity sees (None:
+    ``model``'s name with the GGUF's hash and the chat format, see :func:`model_alias`; a
+    given alias is served as it is, and then tells no weights apart); ``extra_args``: more ``python -m llama_cpp.server`` options;
     ``launcher``: the program the options are given to (another server speaking the same
     options and API, or a stand-in in tests; it serves from the process group it is started
     in, which is how the launcher knows the server's port and stops it); ``extra_buffer_types``: let llama.cpp repack
@@ -288,21 +299,55 @@ def _passthrough_config(folder: Path) -> Path:
     return path
 
 
+# Hex digits of the GGUF's SHA-256 in the served model id; bytes read at a time while hashing.
+HASH_DIGITS = 16
+_HASH_BLOCK = 1 << 20
+# (resolved path, size, mtime in ns) -> SHA-256 hex: a file is hashed once per process (~1 s for 250 MB)
+_HASHES: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file, read 1 MB at a time; remembered for the process, keyed by
+    the file's path, size and modification time (a file replaced in place is hashed again)."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with resolved.open("rb") as handle:
+            for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def chat_format_of(settings: ServerSettings) -> str:
+    """The chat format the server is started with: the given one, else the model's default."""
+    return settings.chat_format or default_chat_format(settings.model)
+
+
 def model_alias(settings: ServerSettings, *, gguf: Path) -> str:
-    """The model id the server lists in ``/v1/models``: the alias, else the known model's name,
-    else the GGUF file's stem."""
-    return settings.alias or (settings.model if settings.model in KNOWN_MODELS else gguf.stem)
+    """The model id the server lists in ``/v1/models``: the given alias as it is; else
+    ``NAME@sha256:HASH+CHAT_FORMAT``, NAME being the known model's name or the GGUF file's stem,
+    HASH the first HASH_DIGITS hex digits of the file's SHA-256: so the id changes with the
+    weights and the template, never with the port."""
+    if settings.alias:
+        return settings.alias
+    name = settings.model if settings.model in KNOWN_MODELS else gguf.stem
+    return f"{name}@sha256:{file_sha256(gguf)[:HASH_DIGITS]}+{chat_format_of(settings)}"
 
 
 def server_command(settings: ServerSettings, *, gguf: Path, port: int, workdir: Path) -> List[str]:
-    """The ``python -m llama_cpp.server`` command line for these settings."""
-    chat_format = settings.chat_format or default_chat_format(settings.model)
+    """The ``python -m llama_cpp.server`` command line for these settings (one generation at a
+    time, never cut short for a waiting request: ``--interrupt_requests False``)."""
+    chat_format = chat_format_of(settings)
     command = [
         *settings.launcher,
         "--model", str(gguf), "--model_alias", model_alias(settings, gguf=gguf),
         "--host", HOST, "--port", str(port),
         "--n_ctx", str(settings.n_ctx),
         "--n_threads", str(settings.n_threads or default_threads()),
+        "--interrupt_requests", "False",
     ]
     if chat_format == PASSTHROUGH:
         command += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(_passthrough_config(workdir))]

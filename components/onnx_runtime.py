@@ -1,0 +1,230 @@
+"""Opt-in ONNX Runtime for the transformer backbone at CPU inference: float32 (torch's outputs within 1e-4), or int8 weights.
+
+Turn it on when loading a trained pipeline (no file changes; needs the ``[onnx]`` extra)::
+
+    nlp = spacy.load(
+        "training/model-best",
+        config={"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.onnx_backbone.v1"}}},
+    )
+
+with ``{"@misc": "spacy_ner_project.onnx_backbone.v1", "int8": True}`` for int8 weights, or on
+a pipeline already in memory: ``onnx_pipeline(nlp)``. Like
+``spacy_ner_project.quantize_transformer.v1`` the callback acts on each ``transformer``
+component once its weights are read (:mod:`spacy_ner_project.components.after_loading`): the
+backbone is exported to ONNX there, or read from the cache when these weights were exported
+before (:mod:`spacy_ner_project.components.onnx_export`; ``cache_dir``, default
+``~/.cache/spacy_ner_project/onnx``), and an ONNX Runtime session (CPU, ``threads`` intra-op
+threads; by default torch's thread count, followed when ``torch.set_num_threads`` changes it)
+replaces torch for ``predict``. The rest is unchanged: the span getter, the tokenizer and
+alignment, the length buckets of ``TransformerModel.v1``
+(:mod:`spacy_ner_project.components.length_buckets`), the NER.
+
+* float32 (the default): ONNX Runtime's own float32 kernels, its graph optimisations on. On the
+  tiny pipeline of ``tests/test_onnx_runtime.py`` the hidden states match torch's float32 within
+  1e-4 (absolute and relative; 2.2e-6 at most seen) and the entities are the same.
+* int8 (``int8 = true``): weights int8 with one scale per output channel, activations
+  quantised per call; entities may change (tests/test_onnx_runtime.py measures how often).
+* ``cpu_mixed_precision`` (bfloat16 autocast) has no effect on the ONNX Runtime backbone.
+
+The torch module stays in the pipeline: saving writes its float32 weights, and a saved
+pipeline's config keeps the callback (load with ``{"nlp": {"after_pipeline_creation": None}}``
+to run torch again). Inference only, on the CPU: a GPU pipeline is refused; ``spacy train`` with
+the callback in its config trains and evaluates in torch (nothing is read from disk); after an
+optimizer step the backbone is exported again on the next prediction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy
+import torch
+from spacy.language import Language
+from spacy_transformers.layers.hf_shim import HFShim
+from thinc.api import Model, Optimizer
+from thinc.types import ArgsKwargs
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+
+from spacy_ner_project.components.after_loading import apply_once_loaded, transformer_components
+from spacy_ner_project.components.backbone_shim import BackboneShim
+from spacy_ner_project.components.length_buckets import predict_in_buckets
+from spacy_ner_project.components.onnx_export import cached_backbone, default_cache_dir, import_onnxruntime
+
+PURPOSE = "the ONNX Runtime backbone"
+
+
+@dataclass(frozen=True)
+class OnnxSettings:
+    """How the backbone runs in ONNX Runtime (the defaults are ``onnx_backbone_v1``'s)."""
+
+    int8: bool = False
+    cache_dir: Optional[Path] = None  # None: onnx_export.default_cache_dir()
+    threads: Optional[int] = None  # None: torch.get_num_threads(), followed when it changes
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1 or None (torch's), got {self.threads}")
+
+
+def open_session(path: Path, *, threads: int) -> Any:
+    """An ONNX Runtime CPU session on the model file ``path``, all graph optimisations on, its
+    idle threads asleep rather than spinning.
+
+    Spinning threads hold the cores that the rest of the pipeline (tokenizer, alignment, the NER)
+    needs between backbone calls: on the shared 2-core host (load average ~6), the tiny test
+    pipeline ran 1,021 words/s with spinning off against 783 with it on (median of 3, 12 CoNLL
+    test documents; not measured on a quiet machine)."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _feed(names: list[str], kwargs: dict[str, Any]) -> dict[str, numpy.ndarray]:
+    """The session's inputs from the keyword tensors spacy-transformers gives the backbone
+    (``token_type_ids`` zeros where the batch has none, as in Hugging Face's models)."""
+    feed = {}
+    for name in names:
+        value = kwargs.get(name)
+        if value is None and name == "token_type_ids":
+            value = torch.zeros_like(kwargs["input_ids"])
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"The ONNX backbone needs {name!r}; the inputs have {sorted(kwargs)}.")
+        feed[name] = value.detach().cpu().numpy().astype(numpy.int64, copy=False)
+    return feed
+
+
+class OnnxBackboneShim(BackboneShim):
+    """:class:`BackboneShim` whose ``predict`` runs an ONNX Runtime session of the backbone."""
+
+    onnx_settings: OnnxSettings = OnnxSettings()
+    onnx_path: Optional[Path] = None
+    _session: Any = None
+    _session_threads: int = 0
+
+    def session(self) -> Any:
+        """The ONNX Runtime session, exported (or read from the cache) and opened when there is
+        none, or opened again when it should follow torch's thread count and that changed."""
+        threads = self.onnx_settings.threads or torch.get_num_threads()
+        if self._session is not None and threads != self._session_threads:
+            self._session = None
+        if self._session is None:
+            if self._model is None:
+                raise ValueError("The transformer has no weights yet: nothing to run in ONNX Runtime.")
+            if self.device.type != "cpu":
+                raise ValueError(
+                    f"{PURPOSE} runs on the CPU; this backbone is on {self.device}: load the pipeline "
+                    "without spacy_ner_project.onnx_backbone.v1 on a GPU."
+                )
+            settings = self.onnx_settings
+            self.onnx_path = cached_backbone(
+                self._model, tokenizer=self._hfmodel.tokenizer, int8=settings.int8,
+                cache_dir=settings.cache_dir or default_cache_dir(),
+            )
+            self._session = open_session(self.onnx_path, threads=threads)
+            self._session_threads = threads
+        return self._session
+
+    def predict(self, inputs: ArgsKwargs) -> Any:
+        if self.bucket_call_cost is None:
+            return self._run(inputs)
+        return predict_in_buckets(self._run, inputs, call_cost=self.bucket_call_cost)
+
+    def _run(self, inputs: ArgsKwargs) -> BaseModelOutput:
+        if inputs.args:
+            raise ValueError("The ONNX backbone takes keyword inputs only (spacy-transformers' input_ids, attention_mask, ...).")
+        session = self.session()
+        names = [output.name for output in session.get_outputs()]
+        values = session.run(names, _feed([i.name for i in session.get_inputs()], inputs.kwargs))
+        outputs = {name: torch.from_numpy(value) for name, value in zip(names, values)}
+        if "pooler_output" in outputs:
+            return BaseModelOutputWithPooling(**outputs)
+        return BaseModelOutput(**outputs)
+
+    def from_bytes(self, bytes_data: bytes) -> "OnnxBackboneShim":
+        super().from_bytes(bytes_data)
+        self._session = None  # other weights: export (or find) them on the next prediction
+        return self
+
+    def finish_update(self, optimizer: Optimizer) -> None:
+        super().finish_update(optimizer)
+        self._session = None  # the torch weights changed
+
+    def __getstate__(self) -> dict[str, Any]:  # sessions do not pickle; reopened on the next prediction
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
+
+
+def _is_torch_int8(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in module.modules())
+
+
+def use_onnx_runtime(model: Model, *, settings: OnnxSettings = OnnxSettings()) -> Path:
+    """Run the backbone of a spacy-transformers ``TransformerModel`` in ONNX Runtime from now on.
+
+    Exports it (or finds it in the cache) and opens the session at once; returns the model file.
+    Raises ValueError when the model has no weights yet, runs on a GPU, or is torch int8 already
+    (``spacy_ner_project.quantize_transformer.v1``: ONNX Runtime has its own ``int8``)."""
+    if not model.attrs.get("has_transformer"):
+        raise ValueError(
+            "The transformer has no weights yet: load a trained pipeline (spacy.load) or "
+            f"call nlp.initialize() before switching to {PURPOSE}."
+        )
+    shim = model.layers[0].shims[0]
+    if not isinstance(shim, HFShim):
+        raise ValueError(f"{PURPOSE} needs spacy-transformers' HFShim, not {type(shim).__name__}.")
+    if _is_torch_int8(shim._model):
+        raise ValueError(
+            "The backbone is torch int8 already (quantize_transformer.v1): load the float32 "
+            f"pipeline for {PURPOSE}; its int8 option quantises in ONNX Runtime."
+        )
+    if not isinstance(shim, BackboneShim):  # spacy-transformers' own architecture: one call per batch
+        shim.layer_lr_decay, shim.bucket_call_cost, shim._lr_scales = 1.0, None, None
+    if not isinstance(shim, OnnxBackboneShim) or shim.onnx_settings != settings:
+        shim.__class__ = OnnxBackboneShim
+        shim.onnx_settings = settings
+        shim._session = None
+    shim.session()
+    assert shim.onnx_path is not None
+    return shim.onnx_path
+
+
+def onnx_pipeline(nlp: Language, *, settings: OnnxSettings = OnnxSettings()) -> Language:
+    """Run every transformer component's backbone of an in-memory pipeline in ONNX Runtime now."""
+    for component in transformer_components(nlp, purpose=PURPOSE):
+        use_onnx_runtime(component.model, settings=settings)
+    return nlp
+
+
+def onnx_model_files(nlp: Language) -> list[Optional[Path]]:
+    """Per transformer component, the ONNX file its open session runs (None where no session is
+    open: a torch backbone, or an ONNX one that exports its new weights at the next prediction)."""
+    files = []
+    for component in transformer_components(nlp, purpose=PURPOSE):
+        shim = component.model.layers[0].shims[0]
+        files.append(shim.onnx_path if isinstance(shim, OnnxBackboneShim) and shim._session is not None else None)
+    return files
+
+
+def onnx_backbone_v1(
+    int8: bool = False, cache_dir: Optional[str] = None, threads: Optional[int] = None
+) -> Callable[[Language], Language]:
+    """``[nlp.after_pipeline_creation]`` callback: the backbones in ONNX Runtime once weights are loaded.
+
+    ``int8``: int8 weights (ONNX Runtime's dynamic quantisation) instead of float32;
+    ``cache_dir``: where exported files are kept (None: ``~/.cache/spacy_ner_project/onnx``);
+    ``threads``: ONNX Runtime's intra-op threads (None: torch's thread count, followed when it changes)."""
+    settings = OnnxSettings(int8=int8, cache_dir=Path(cache_dir) if cache_dir else None, threads=threads)
+    import_onnxruntime()  # a missing [onnx] extra is one line, before any weights are read
+
+    def after_pipeline_creation(nlp: Language) -> Language:
+        return apply_once_loaded(nlp, functools.partial(use_onnx_runtime, settings=settings), purpose=PURPOSE)
+
+    return after_pipeline_creation
