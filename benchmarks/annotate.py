@@ -15,12 +15,16 @@ checked to be equal. Writes ``benchmarks/annotate.json`` and ``benchmarks/annota
 
 Memory (``--memory``, needs neither the data nor a trained pipeline, keeps the speed figures):
 the peak resident set size of a fresh process that runs ``annotate()`` on the local engine
-(1 process, Parquet output, 10,000 rows per part) over 10,000 and 100,000 short synthetic
-documents (one line of 9-16 words, each with a number of its own, so the vocabulary grows as
-in real text), with an entity_ruler pipeline; a run of 100 documents gives the start-up's
-share. Streaming means the peak does not grow with the number of documents::
+(1 process, Parquet output, 10,000 rows per part) over 10,000, 100,000 and 1,000,000 short
+synthetic documents (one line of 9-16 words, each with a number of its own, so the vocabulary
+grows as in real text), with an entity_ruler pipeline; a run of 100 documents gives the
+start-up's share. Then the Ray engine over the same inputs (not the 100) in a fresh process
+that starts a local Ray with its object store capped at 256 MiB: the peaks of the object
+store's use, of what spilled, and of the RSS of the driver, the workers and Ray's own
+processes (:class:`RayMemoryPoller`). Streaming means the peaks do not grow with the number
+of documents. Each engine's figures are kept apart (``--engines`` measures only some)::
 
-    python benchmarks/annotate.py --memory
+    python benchmarks/annotate.py --memory [--engines local ray]
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import spacy
 from spacy.tokens import DocBin
@@ -85,7 +90,10 @@ def pipeline_description(pipeline: str) -> str:
     return f"`{shown}` ({', '.join(meta.get('pipeline', []))}; dev ents_f {common.percent(f1)})" if f1 is not None else shown
 
 
-MEMORY_DOCS = (100, 10_000, 100_000)
+# documents per run of each engine (the local engine's 100 gives the start-up's share)
+MEMORY_DOCS: Dict[str, Tuple[int, ...]] = {"local": (100, 10_000, 100_000, 1_000_000), "ray": (10_000, 100_000, 1_000_000)}
+MEMORY_KEYS = {"local": "memory", "ray": "memory_ray"}  # where annotate.json keeps each engine's figures
+RAY_OBJECT_STORE_MB = 256  # the cap of the Ray engine's object store in its memory runs
 MEMORY_PATTERNS = [{"label": "PER", "pattern": "Anna Kowalski"}, {"label": "ORG", "pattern": "Helix Motors"}, {"label": "LOC", "pattern": "Valmora"}]
 # run in a fresh process: its peak RSS is the run's alone (ru_maxrss is in KiB on Linux)
 MEMORY_CHILD = """
@@ -107,34 +115,146 @@ def write_short_docs(path: Path, n: int) -> None:
             out.write(json.dumps({"id": f"doc-{i:07d}", "text": f"Report {i}: Anna Kowalski met the board{extra} on day {i % 365}."}) + "\n")
 
 
-def measure_memory(work: Path) -> Dict[str, Any]:
-    """Peak RSS of annotate (local engine, ruler pipeline) over each of MEMORY_DOCS documents."""
+def short_docs(work: Path, n: int) -> Path:
+    """The input of ``n`` short documents (written once: the same every time)."""
+    source = work / f"short_{n}.jsonl"
+    if not source.exists():
+        tmp = source.with_suffix(".tmp")
+        write_short_docs(tmp, n)
+        tmp.replace(source)
+    return source
+
+
+def ruler_pipeline(work: Path) -> Path:
     nlp = spacy.blank("en")
     nlp.add_pipe("entity_ruler").add_patterns(MEMORY_PATTERNS)
     pipeline = work / "ruler"
     nlp.to_disk(pipeline)
+    return pipeline
+
+
+def child_command(engine: str, pipeline: Path, source: Path, out: Path) -> List[str]:
+    """The fresh process that measures one run of ``engine``."""
+    if engine == "local":
+        return [sys.executable, "-c", MEMORY_CHILD, str(pipeline), str(source), str(out)]
+    return [sys.executable, str(Path(__file__).resolve()), "--ray-memory-child", str(pipeline), str(source), str(out)]
+
+
+# what RayMemoryPoller keeps the peak of (bytes)
+PEAKS = ("store_used", "store_spilled", "store_capacity", "driver", "workers", "largest_worker", "ray_processes")
+
+
+class RayMemoryPoller(threading.Thread):
+    """Polls, every ``interval`` s while a run of the Ray engine lasts, the peaks of: the object
+    store's bytes in use (``object_store_memory`` of ``ray.cluster_resources()`` less that of
+    ``ray.available_resources()``: what the raylets report of their plasma stores), the bytes
+    spilled to disk (the files in the session's ``ray_spilled_objects_*`` folders), the
+    driver's RSS, the summed RSS of the processes named ``ray::`` (the actors, the read tasks'
+    workers, Ray Data's own actors, idle, spill and restore workers, and Ray's two agents,
+    ``ray::DashboardAgent`` and ``ray::RuntimeEnvAgent``), the largest one's RSS and the most of
+    them at once, and the summed RSS of Ray's other processes (GCS, raylet, log monitor), all of
+    them this process's descendants (``psutil``)."""
+
+    def __init__(self, *, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.peaks: Dict[str, float] = {key: 0.0 for key in PEAKS}
+        self.most_workers = 0
+
+    def run(self) -> None:
+        import ray
+
+        while not ray.is_initialized() and not self.stopping.wait(self.interval):
+            pass  # annotate() starts Ray itself
+        while not self.stopping.wait(self.interval):
+            try:
+                self.poll_store(Path(ray._private.worker.global_worker.node.get_session_dir_path()))
+            except Exception:  # noqa: BLE001 (Ray is starting or shutting down: the next poll tells)
+                pass
+            self.poll_processes()
+
+    def poll_store(self, session: Path) -> None:
+        import ray
+
+        capacity = ray.cluster_resources().get("object_store_memory", 0.0)
+        self._peak("store_capacity", capacity)
+        self._peak("store_used", capacity - ray.available_resources().get("object_store_memory", capacity))
+        spilled = sum(f.stat().st_size for folder in session.glob("ray_spilled_objects_*") for f in folder.iterdir() if f.is_file())
+        self._peak("store_spilled", spilled)
+
+    def poll_processes(self) -> None:
+        import psutil  # Ray ships it (ray/thirdparty_files)
+
+        driver = psutil.Process()
+        sums = {"workers": 0, "ray_processes": 0}
+        workers = 0
+        for child in driver.children(recursive=True):
+            try:
+                worker = child.name().startswith("ray::") or any("default_worker.py" in part for part in child.cmdline())
+                rss = child.memory_info().rss
+            except psutil.Error:
+                continue  # it ended meanwhile
+            sums["workers" if worker else "ray_processes"] += rss
+            workers += worker
+            if worker:
+                self._peak("largest_worker", rss)
+        self._peak("driver", driver.memory_info().rss)
+        for key, value in sums.items():
+            self._peak(key, value)
+        self.most_workers = max(self.most_workers, workers)
+
+    def _peak(self, key: str, value: float) -> None:
+        self.peaks[key] = max(self.peaks[key], float(value))
+
+    def mib(self) -> Dict[str, float]:
+        return {**{f"peak_{key}_mib": round(value / 2**20, 1) for key, value in self.peaks.items()}, "most_workers": self.most_workers}
+
+
+def ray_memory_child(pipeline: Path, source: Path, out: Path) -> Dict[str, Any]:
+    """One run of the Ray engine (the local Ray it starts: 2 actors, object store capped at
+    RAY_OBJECT_STORE_MB), with :class:`RayMemoryPoller` watching it."""
+    poller = RayMemoryPoller()
+    poller.start()
+    options = AnnotateOptions(engine="ray", actors=2, object_store_mb=RAY_OBJECT_STORE_MB, progress=False, existing="overwrite")
+    try:
+        summary = annotate(str(pipeline), InputSpec(source), out, options=options)
+    finally:
+        poller.stopping.set()
+        poller.join()
+    return {"rows": summary.rows, "files": len(summary.files), "seconds": summary.seconds, "object_store_mb": RAY_OBJECT_STORE_MB, **poller.mib()}
+
+
+def measure_memory(work: Path, *, engine: str) -> Dict[str, Any]:
+    """Peak memory of annotate (``engine``, ruler pipeline) over each of MEMORY_DOCS[engine] documents."""
+    pipeline = ruler_pipeline(work)
     runs = []
-    for n in MEMORY_DOCS:
-        source = work / f"short_{n}.jsonl"
-        write_short_docs(source, n)
-        done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(pipeline), str(source), str(work / f"out_{n}")],
-                              check=True, capture_output=True, text=True)
-        row = {"docs": n, "input_mb": round(source.stat().st_size / 1e6, 1), **json.loads(done.stdout.strip().splitlines()[-1])}
+    for n in MEMORY_DOCS[engine]:
+        source = short_docs(work, n)
+        out = work / f"out_{engine}_{n}"
+        before = loadavg()
+        done = subprocess.run(child_command(engine, pipeline, source, out), check=True, capture_output=True, text=True)
+        row = {"docs": n, "input_mb": round(source.stat().st_size / 1e6, 1), **json.loads(done.stdout.strip().splitlines()[-1]),
+               "loadavg_before": before, "loadavg_after": loadavg()}
         print(json.dumps(row), flush=True)
         runs.append(row)
+        shutil.rmtree(out, ignore_errors=True)
+    packages = ("spacy", "pyarrow", "ray") if engine == "ray" else ("spacy", "pyarrow")
     return {"runs": runs, "machine": f"{common.cpu_model()}, {os.cpu_count()} cores", "loadavg_after": loadavg(),
-            "versions": {name: common.package_version(name) for name in ("spacy", "pyarrow")}}
+            "versions": {name: common.package_version(name) for name in packages}}
 
 
-def memory_main(work_dir: Path, note: str) -> None:
-    """Measure memory only: add it to annotate.json (the speed figures kept) and rewrite annotate.md."""
+def memory_main(work_dir: Path, note: str, engines: Sequence[str]) -> None:
+    """Measure memory only: add it to annotate.json (the other figures kept) and rewrite
+    annotate.md after each engine (an engine not measured keeps its earlier figures)."""
     work = work_dir / "annotate_memory"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    result = json.loads((HERE / "annotate.json").read_text(encoding="utf-8"))
-    result["memory"] = dict(measure_memory(work), note=note)
-    common.write_json(HERE / "annotate.json", result)
-    write_markdown(result, HERE / "annotate.md")
+    work.mkdir(parents=True, exist_ok=True)
+    for engine in engines:
+        figures = dict(measure_memory(work, engine=engine), note=note)
+        result = json.loads((HERE / "annotate.json").read_text(encoding="utf-8"))
+        result[MEMORY_KEYS[engine]] = figures
+        common.write_json(HERE / "annotate.json", result)
+        write_markdown(result, HERE / "annotate.md")
 
 
 def main() -> None:
@@ -144,10 +264,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--memory", action="store_true", help="measure peak memory only (the speed figures are kept)")
+    parser.add_argument("--engines", nargs="+", choices=tuple(MEMORY_DOCS), default=list(MEMORY_DOCS), help="--memory: the engines to measure")
+    parser.add_argument("--ray-memory-child", nargs=3, metavar=("PIPELINE", "INPUT", "OUTPUT"), help=argparse.SUPPRESS)
     add_data_args(parser)
     args = parser.parse_args()
+    if args.ray_memory_child:
+        print(json.dumps(ray_memory_child(*map(Path, args.ray_memory_child))))
+        return
     if args.memory:
-        memory_main(args.work_dir, args.note)
+        memory_main(args.work_dir, args.note, args.engines)
         return
 
     import ray
@@ -180,8 +305,9 @@ def main() -> None:
         "versions": {name: common.package_version(name) for name in ("spacy", "ray")}, "note": args.note,
     }
     previous = json.loads((HERE / "annotate.json").read_text(encoding="utf-8")) if (HERE / "annotate.json").exists() else {}
-    if "memory" in previous:
-        result["memory"] = previous["memory"]  # measured by --memory
+    for key in MEMORY_KEYS.values():
+        if key in previous:
+            result[key] = previous[key]  # measured by --memory
     common.write_json(HERE / "annotate.json", result)
     write_markdown(result, HERE / "annotate.md")
 
@@ -228,17 +354,18 @@ machines of c cores annotate about N × c × r words/s, plus fixed costs: Ray's 
 ({result['load_s']} s for this pipeline in one process here), paid in parallel. For a corpus of
 100 million words on N machines of 2 cores that is about {proj}.
 
-Why it is a projection and where it stops being linear: (1) the input is read and parsed
-before the actors start (`ray_engine.py`: no reader can starve when actors hold every CPU),
-so reading is a serial phase of its own, spread over the cluster's read tasks, and it
-spills to disk when the corpus exceeds the object store; (2) INPUT and OUTPUT must be on
+Why it is a projection and where it stops being linear: (1) the Ray row above was measured
+before the engine streamed, when it read and parsed all of INPUT before the actors started;
+now read tasks (asking for no CPU, at most one per two actors at once) read while the actors
+annotate (see the Ray memory section below), so reading overlaps annotating but must keep up
+with N × c actors; (2) INPUT and OUTPUT must be on
 storage every node reaches (a shared filesystem or object storage), whose bandwidth is then
 shared; (3) batches of very unequal length leave actors idle at the end (the last batch);
 (4) on 2 cores the OS, Ray's own processes and the driver compete with the actors, which is
 why 2 actors here are not 2 × 1 process (compare the local rows); on larger machines that
 overhead is a smaller share. For an LLM pipeline the bound is the server's capacity
 (`--llm-capacity`), not N.
-{memory_section(result.get("memory"))}""",
+{memory_section(result.get("memory"))}{ray_memory_section(result.get("memory_ray"))}""",
         encoding="utf-8",
     )
 
@@ -248,7 +375,7 @@ def memory_section(memory: Optional[Dict[str, Any]]) -> str:
     if not memory:
         return ""
     rows = "\n".join(
-        f"| {r['docs']:,} | {r['input_mb']} | {r['files']} | {r['seconds']} | {r['peak_rss_mib']} |" for r in memory["runs"]
+        f"| {r['docs']:,} | {r['input_mb']} | {r['files']} | {r['seconds']} | {r['peak_rss_mib']} | {load_change(r)} |" for r in memory["runs"]
     )
     return f"""
 ## Memory: the local engine streams
@@ -258,11 +385,11 @@ process running `annotate()` with the local engine (1 process, Parquet output, 1
 part file) over short synthetic documents (one line of 9-16 words, each with a number of its
 own, so the vocabulary grows as in real text) with an entity_ruler pipeline. Machine:
 {memory['machine']} (no GPU); spaCy {memory['versions']['spacy']}, pyarrow
-{memory['versions']['pyarrow']}; load average (1/5/15 min) after the runs {memory['loadavg_after']}, so
-the seconds are not comparable with the table above. {memory.get('note', '')}
+{memory['versions']['pyarrow']}; the load average of each run is in the table, so the seconds are not
+comparable with the table above. {memory.get('note', '')}
 
-| documents | INPUT (MB) | part files | seconds | peak RSS (MiB) |
-|---:|---:|---:|---:|---:|
+| documents | INPUT (MB) | part files | seconds | peak RSS (MiB) | load average (1/5/15 min) before → after |
+|---:|---:|---:|---:|---:|---|
 {rows}
 
 What a run holds at once: one part file's rows (`rows_per_file`), `nlp.pipe`'s batches and a
@@ -273,6 +400,65 @@ What still grows with INPUT: the ids (the duplicate check keeps each id once, an
 the ids OUTPUT holds), some tens of bytes per document; and with `--n-process` > 1 the worker
 processes' vocabularies (no memory zone there).
 """
+
+
+def load_change(run: Dict[str, Any]) -> str:
+    """A run's load average before → after (runs measured before it was kept: "-")."""
+    return f"{run['loadavg_before']} → {run['loadavg_after']}" if "loadavg_before" in run else "-"
+
+
+def ray_memory_section(memory: Optional[Dict[str, Any]]) -> str:
+    """The Ray engine's memory table (``--memory``), or nothing before it was measured."""
+    if not memory:
+        return ""
+    rows = "\n".join(
+        f"| {r['docs']:,} | {r['input_mb']} | {r['files']} | {r['seconds']} | {r['peak_store_used_mib']} | {r['peak_store_spilled_mib']} "
+        f"| {r['peak_driver_mib']} | {r['peak_workers_mib']} ({r['most_workers']}) | {r['peak_largest_worker_mib']} "
+        f"| {r['peak_ray_processes_mib']} | {load_change(r)} |"
+        for r in memory["runs"]
+    )
+    return f"""
+## Memory: the Ray engine streams
+
+Generated by `python benchmarks/annotate.py --memory` (`--engines ray` alone). The inputs and the
+pipeline of the local engine's table, through `annotate()` with `engine="ray"`: 2 actors of 1
+CPU, batch size 64, Parquet output, 10,000 rows per part file, in a local Ray that the run
+starts with its object store capped at {RAY_OBJECT_STORE_MB} MiB (`object_store_mb={RAY_OBJECT_STORE_MB}`, on the command
+line `--object-store-mb {RAY_OBJECT_STORE_MB}`; the store's size as Ray reported it: {fmt_sizes(memory, 'peak_store_capacity_mib')} MiB). A
+thread of the driver polls every 0.2 s and keeps the peaks of: **object store in use**,
+`object_store_memory` of `ray.cluster_resources()` less that of `ray.available_resources()`
+(what the raylet reports of its plasma store: the bytes of the objects it holds); **spilled**,
+the bytes of the files in the session's `ray_spilled_objects_*` folder; the RSS (psutil) of the
+**driver** (the process that called `annotate()`: reading the input for its checks, receiving
+the rows, writing the part files); the summed RSS of the **workers**, the processes named
+`ray::` (the 2 actors, the read tasks' worker, Ray Data's 3 own actors, idle, spill and restore
+workers, and Ray's 2 agents, `ray::DashboardAgent` and `ray::RuntimeEnvAgent`, some 80 MiB
+each; the most at once in brackets; a worker's RSS counts the shared pages it mapped, the
+object store's included, so the sum counts those more than once), the **largest worker** (an
+actor: Python, spaCy, the pipeline, the object-store pages of its blocks); and the summed RSS
+of **Ray's other processes** (GCS, raylet, log monitor). Machine: {memory['machine']} (no
+GPU); spaCy {memory['versions']['spacy']}, pyarrow {memory['versions']['pyarrow']}, Ray {memory['versions']['ray']}.
+{memory.get('note', '')}
+
+| documents | INPUT (MB) | part files | seconds | object store in use (MiB) | spilled (MiB) | driver RSS (MiB) | workers RSS (MiB) (processes) | largest worker (MiB) | Ray's processes (MiB) | load average (1/5/15 min) before → after |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+{rows}
+
+What a run holds at once: the JSONL file is read in line-aligned ranges of 4 MiB (a read task
+each, asking for no CPU, at most one per two actors at once), whose records go to the actors
+in blocks of at most 1,024; Ray Data's backpressure stops the reading when its blocks fill its
+budget of the object store (half of the store by default, so {RAY_OBJECT_STORE_MB // 2} MiB here), so what the
+store holds is bounded by that budget, not by INPUT, and nothing is materialised. Each actor
+annotates a block's batches in `nlp.memory_zone()`, so its vocabulary forgets their new words;
+the driver receives the rows block by block and writes a part file every 10,000 rows. What
+still grows with INPUT: the ids, as on the local engine (the driver's duplicate check keeps
+each id once).
+"""
+
+
+def fmt_sizes(memory: Dict[str, Any], key: str) -> str:
+    """The distinct values of ``key`` over the runs, joined (one value when all runs agree)."""
+    return " / ".join(sorted({str(r[key]) for r in memory["runs"]}))
 
 
 if __name__ == "__main__":

@@ -518,6 +518,40 @@ def test_the_local_engine_forgets_the_words_of_each_part(ruler_pipeline: Path, t
     docs = [doc for shard in (tmp_path / "out" / "docbin").glob("*.spacy") for doc in DocBin().from_disk(shard).get_docs(spacy.blank("en").vocab)]
     assert len(docs) == 250 and sorted(doc.text for doc in docs)[:2] == ["Valmora saw word0.", "Valmora saw word1."]
 
+def test_a_jsonl_file_is_split_into_ranges_of_whole_lines_numbered_as_in_the_file(tmp_path: Path) -> None:
+    """The Ray engine's read tasks take a range each: together they hold every line once, and
+    the records (line numbers in messages included) are those of the local engine's reader."""
+    from spacy_ner_project.annotate.ray_engine import line_ranges
+    from spacy_ner_project.annotate.records import records_from_jsonl
+
+    rows = [{"id": f"d{i}", "text": "Valmora " * (i % 7)} for i in range(300)] + ["not JSON", {"id": "long", "text": "x" * 5000}]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    data = source.read_bytes()
+    ranges = line_ranges(source, size=1000)
+    assert len(ranges) > 10 and ranges[0].start == 0 and ranges[-1].end == len(data)
+    assert all(a.end == b.start and data[a.end - 1 : a.end] == b"\n" for a, b in zip(ranges, ranges[1:]))
+    assert [r.first_line for r in ranges] == [data[: r.start].count(b"\n") + 1 for r in ranges]
+    spec = InputSpec(source, encoding_errors="replace")
+    parts = [records_from_jsonl(data[r.start : r.end].split(b"\n"), path=str(source), spec=spec, first_line=r.first_line) for r in ranges]
+    assert [record for part in parts for record in part] == list(read_records(spec))
+    broken = data[: ranges[3].start] + b'{"id": "bad", "text": "Caf\xe9"}\n'
+    with pytest.raises(UserError, match=f"line {ranges[3].first_line} is not UTF-8"):
+        list(records_from_jsonl(broken[ranges[3].start :].split(b"\n"), path=str(source), spec=InputSpec(source), first_line=ranges[3].first_line))
+
+
+def test_the_object_store_size_is_checked_before_any_work(ruler_pipeline: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="object store MB must be at least 75 .Ray's minimum., not 10"):
+        AnnotateOptions(engine="ray", object_store_mb=10)
+    with pytest.raises(UserError, match="object store MB sizes the local Ray that annotate starts; a cluster's object store"):
+        AnnotateOptions(engine="ray", object_store_mb=256, address="auto")
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "Valmora"}])
+    base = ["annotate", str(ruler_pipeline), str(source), str(tmp_path / "out"), "--engine", "ray"]
+    result = CliRunner().invoke(app, [*base, "--object-store-mb", "10"])
+    assert result.exit_code == 1 and "--object-store-mb 10: must be 75 or more" in result.output
+    result = CliRunner().invoke(app, [*base, "--object-store-mb", "256", "--address", "auto"])
+    assert result.exit_code == 1 and "ray start --object-store-memory" in one_line(result.output) and not (tmp_path / "out").exists()
+
+
 # -- Ray ---------------------------------------------------------------------------------------
 
 
@@ -631,3 +665,32 @@ def test_ray_resume_asks_again_for_failed_llm_requests(ray_session: None, chat_s
     rows = run(pipeline, tmp_path / "in.jsonl", tmp_path / "out", engine="ray", output_format="jsonl", existing="resume", batch_size=2)
     assert sorted(i for r in chat_server.chat_requests for i in range(6) if f"Doc {i}:" in r.prompt) == [2, 5]
     assert sorted(by_id(rows)) == [str(i) for i in range(6)] and all(llm_status(row) == "ok" for row in rows)
+
+
+def test_an_object_store_size_for_a_ray_already_running_is_refused(ray_session: None, ruler_pipeline: Path, tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "text": "Valmora"}])
+    with pytest.raises(UserError, match="object_store_mb sizes the Ray that annotate starts, but this process runs Ray already"):
+        run(ruler_pipeline, source, tmp_path / "out", engine="ray", object_store_mb=256)
+
+
+def test_the_ray_engine_streams_a_jsonl_file_in_ranges_and_materialises_nothing(
+    ray_session: None, ruler_pipeline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, item 15: the engine once read the whole file as one block and materialised
+    the parsed records (twice) before the actors started; the object store held all of INPUT."""
+    import ray.data
+
+    from spacy_ner_project.annotate import ray_engine
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the Ray engine materialised a dataset")
+
+    monkeypatch.setattr(ray.data.Dataset, "materialize", refuse)
+    monkeypatch.setattr(ray_engine, "JSONL_BYTES_PER_READ", 2000)
+    ranges: List[int] = []
+    split = ray_engine.line_ranges
+    monkeypatch.setattr(ray_engine, "line_ranges", lambda path, *, size: ranges.append(len(split(path, size=size))) or split(path, size=size))
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": f"doc-{i}", "text": t} for i, t in enumerate(synthetic_texts(300, seed=8))])
+    remote = run(ruler_pipeline, source, tmp_path / "ray", engine="ray", batch_size=20)
+    assert ranges and ranges[0] >= 10, f"the file was read in {ranges} ranges"
+    assert by_id(remote) == by_id(run(ruler_pipeline, source, tmp_path / "local"))

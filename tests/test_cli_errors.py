@@ -387,7 +387,8 @@ OUT_OF_BOUNDS = {
     "annotate": (ANNOTATE_ARGS, [("--max-chars", "0", "1 or more"), ("--batch-size", "0", "1 or more"),
                                  ("--n-process", "0", "1 or more"), ("--actors", "0", "1 or more"),
                                  ("--cpus-per-actor", "0", "more than 0"), ("--gpus-per-actor", "-1", "0 or more"),
-                                 ("--max-retries", "-1", "0 or more"), ("--llm-capacity", "0", "1 or more")]),
+                                 ("--max-retries", "-1", "0 or more"), ("--llm-capacity", "0", "1 or more"),
+                                 ("--object-store-mb", "74", "75 or more")]),
     "sample": (["gold.spacy", "texts.jsonl"], [("--n", "0", "1 or more")]),
 }
 WITHOUT_NUMBER_OPTIONS = ("check-data", "llm-assemble", "package", "silver")

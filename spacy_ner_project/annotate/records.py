@@ -2,9 +2,10 @@
 
 A record that cannot be annotated is never an exception: it gets an ``error`` value (and
 ``text``/``id`` as far as they could be read) and goes to OUTPUT like any other. The same
-functions turn raw rows into records for both engines (the Ray engine reads with Ray Data's
-own readers and calls :func:`records_from_rows` on each batch), so both engines see exactly
-the same records.
+functions turn raw rows into records for both engines (the Ray engine's read tasks call
+:func:`records_from_jsonl` on a range of a JSONL file's lines, :func:`txt_records` on some of
+the .txt files, :func:`parquet_records` on one Parquet file), so both engines see exactly the
+same records.
 
 What makes INPUT as a whole unusable is refused before any work, by :func:`scan_input`: two
 records with one id (it names the first two lines or rows that share it), ids of both JSON
@@ -120,11 +121,12 @@ def decode(data: bytes, *, spec: InputSpec, where: str, encoding: str = "utf-8")
         raise OptionError(words) from None
 
 
-def jsonl_lines(lines: Iterable[bytes]) -> Iterator[Tuple[int, bytes]]:
-    """(line number from 1, line without its end) of each line that is not blank; a UTF-8
-    byte order mark before the first line is dropped. Lines end at b"\\n" only (as in a file
-    opened in binary mode), so both engines number them alike."""
-    for number, raw in enumerate(lines, start=1):
+def jsonl_lines(lines: Iterable[bytes], *, first_line: int = 1) -> Iterator[Tuple[int, bytes]]:
+    """(line number, line without its end) of each line that is not blank, the first of
+    ``lines`` being line ``first_line`` (a part of a file); a UTF-8 byte order mark before
+    line 1 is dropped. Lines end at b"\\n" only (as in a file opened in binary mode), so both
+    engines number them alike."""
+    for number, raw in enumerate(lines, start=first_line):
         line = raw.rstrip(b"\r\n")
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM) :]
@@ -132,9 +134,9 @@ def jsonl_lines(lines: Iterable[bytes]) -> Iterator[Tuple[int, bytes]]:
             yield number, line
 
 
-def records_from_jsonl(lines: Iterable[bytes], *, path: str, spec: InputSpec) -> Iterator[Record]:
-    """The records of a JSONL file's raw lines."""
-    for number, line in jsonl_lines(lines):
+def records_from_jsonl(lines: Iterable[bytes], *, path: str, spec: InputSpec, first_line: int = 1) -> Iterator[Record]:
+    """The records of a JSONL file's raw lines (the first of them line ``first_line``)."""
+    for number, line in jsonl_lines(lines, first_line=first_line):
         yield record_from_line(decode(line, spec=spec, where=f"{path} line {number}"), spec=spec)
 
 
@@ -148,26 +150,6 @@ def record_from_file(path: str, data: bytes, *, root: Path, spec: InputSpec) -> 
     return Record(id=record_id, text=text, error=text_error(text, field="text", max_chars=spec.max_chars))
 
 
-def records_from_rows(rows: Iterable[Mapping[str, Any]], *, kind: str, spec: InputSpec) -> List[Record]:
-    """Records from raw rows as Ray Data's readers give them: ``{"path", "bytes"}``
-    (read_binary_files, of a JSONL file or a .txt file), or Parquet rows."""
-    if kind == "jsonl":
-        return [
-            record
-            for row in rows
-            for record in records_from_jsonl(row["bytes"].split(b"\n"), path=jsonl_name(row["path"], spec), spec=spec)
-        ]
-    if kind == "txt":
-        root = txt_root(spec)
-        return [record_from_file(row["path"], row["bytes"], root=root, spec=spec) for row in rows]
-    return [record_from_fields(row, spec=spec) for row in rows]
-
-
-def jsonl_name(path: str, spec: InputSpec) -> str:
-    """How messages name the JSONL file at ``path`` (Ray's readers give it resolved): as given."""
-    return str(spec.path) if Path(path) == spec.path.resolve() else path
-
-
 def txt_root(spec: InputSpec) -> Path:
     return spec.path.resolve()
 
@@ -177,6 +159,22 @@ def txt_files(spec: InputSpec) -> List[Path]:
     return sorted(p for p in txt_root(spec).rglob("*.txt") if p.is_file())
 
 
+def txt_records(paths: Iterable[Path], *, spec: InputSpec) -> Iterator[Record]:
+    """The records of some of the INPUT folder's .txt files (all of them: :func:`txt_files`)."""
+    root = txt_root(spec)
+    for path in paths:
+        yield record_from_file(str(path), path.read_bytes(), root=root, spec=spec)
+
+
+def parquet_records(path: str, *, spec: InputSpec) -> Iterator[Record]:
+    """The records of a Parquet file or folder (INPUT, or one of its files), batch by batch."""
+    import pyarrow.dataset
+
+    for batch in pyarrow.dataset.dataset(path, format="parquet").to_batches(batch_size=PARQUET_ROWS_PER_BATCH):
+        for row in batch.to_pylist():
+            yield record_from_fields(row, spec=spec)
+
+
 def read_records(spec: InputSpec) -> Iterator[Record]:
     """Every record of INPUT, in input order (the local engine's reader)."""
     kind = input_format(spec)
@@ -184,14 +182,9 @@ def read_records(spec: InputSpec) -> Iterator[Record]:
         with spec.path.open("rb") as lines:
             yield from records_from_jsonl(lines, path=str(spec.path), spec=spec)
     elif kind == "txt":
-        root = txt_root(spec)
-        for path in txt_files(spec):
-            yield record_from_file(str(path), path.read_bytes(), root=root, spec=spec)
+        yield from txt_records(txt_files(spec), spec=spec)
     else:
-        import pyarrow.dataset
-
-        for batch in pyarrow.dataset.dataset(str(spec.path), format="parquet").to_batches(batch_size=PARQUET_ROWS_PER_BATCH):
-            yield from records_from_rows(batch.to_pylist(), kind="parquet", spec=spec)
+        yield from parquet_records(str(spec.path), spec=spec)
 
 
 def skip_done(records: Iterable[Record], done: AbstractSet[str]) -> Iterator[Record]:

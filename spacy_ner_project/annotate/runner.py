@@ -116,7 +116,7 @@ def annotate(
     else:
         from .ray_engine import ray_session, run_ray
 
-        with ray_session(options.address):
+        with ray_session(options.address, object_store_mb=options.object_store_mb):
             run_ray(spec, source, kind, writer, options=options, done=frozenset(state.done), docbin_dir=docbin_dir)
     writer.replace_earlier_rows()
     return AnnotateSummary(

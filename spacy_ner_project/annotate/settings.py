@@ -13,6 +13,8 @@ ENGINES = ("local", "ray")
 OUTPUT_FORMATS = ("parquet", "jsonl")
 EXISTING = ("refuse", "overwrite", "resume")
 ENCODING_ERRORS = ("strict", "replace")
+# the smallest object store Ray starts with (ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES)
+MIN_OBJECT_STORE_MB = 75
 
 # Names an option by its field of InputSpec or AnnotateOptions, with the value that fixes the
 # problem if there is one: ("existing", "resume") -> existing='resume' (or --resume on the command line)
@@ -74,6 +76,9 @@ class AnnotateOptions:
     gpus_per_actor: float = 0.0
     # Ray restarts a dead actor and retries its batch this many times before the run fails
     max_retries: int = 3
+    # ray engine, a local Ray (no address): the object store's size in MB (None: Ray's default,
+    # 30% of the memory); the engine streams, so a small store spills, it does not fail
+    object_store_mb: Optional[int] = None
     # LLM pipelines: requests in flight across all workers (None: the pipeline's concurrency)
     llm_capacity: Optional[int] = None
     # LLM pipelines: SQLite response cache file on each node (None: the pipeline's own path)
@@ -102,6 +107,10 @@ class AnnotateOptions:
             problems.append("batch size, n_process, actors and rows per file must be at least 1")
         if self.cpus_per_actor <= 0 or self.gpus_per_actor < 0 or self.max_retries < 0:
             problems.append("need cpus per actor > 0, gpus per actor >= 0 and max retries >= 0")
+        if self.object_store_mb is not None and self.object_store_mb < MIN_OBJECT_STORE_MB:
+            problems.append(f"object store MB must be at least {MIN_OBJECT_STORE_MB} (Ray's minimum), not {self.object_store_mb}")
+        if self.object_store_mb is not None and self.address is not None:
+            problems.append("object store MB sizes the local Ray that annotate starts; a cluster's object store is set where it starts (ray start --object-store-memory)")
         if self.llm_capacity is not None and self.llm_capacity < 1:
             problems.append(f"llm capacity must be at least 1, not {self.llm_capacity}")
         if problems:

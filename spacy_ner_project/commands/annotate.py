@@ -16,7 +16,7 @@ import typer
 from wasabi import msg
 
 from spacy_ner_project.annotate import AnnotateOptions, AnnotateSummary, InputSpec, annotate
-from spacy_ner_project.annotate.settings import ENCODING_ERRORS, InputFormat
+from spacy_ner_project.annotate.settings import ENCODING_ERRORS, MIN_OBJECT_STORE_MB, InputFormat
 from spacy_ner_project.commands import flag_namer, in_flags, path_option
 from spacy_ner_project.commands.bounds import above, at_least
 from spacy_ner_project.errors import UserError
@@ -55,6 +55,7 @@ def annotate_cli(
     cpus_per_actor: float = typer.Option(_OPTIONS.cpus_per_actor, "--cpus-per-actor", help="ray: CPUs per actor", callback=above(0)),
     gpus_per_actor: float = typer.Option(_OPTIONS.gpus_per_actor, "--gpus-per-actor", help="ray: GPUs per actor (> 0: spacy.require_gpu())", callback=at_least(0)),
     max_retries: int = typer.Option(_OPTIONS.max_retries, "--max-retries", help="ray: restarts of a dead actor / retries of its batch", callback=at_least(0)),
+    object_store_mb: Optional[int] = typer.Option(_OPTIONS.object_store_mb, "--object-store-mb", help=f"ray, local Ray only (no --address): object store size in MB (default: Ray's, 30% of memory; at least {MIN_OBJECT_STORE_MB})", callback=at_least(MIN_OBJECT_STORE_MB)),
     llm_capacity: Optional[int] = typer.Option(_OPTIONS.llm_capacity, "--llm-capacity", help="LLM: requests the server takes at once, shared by all workers (default: the pipeline's concurrency)", callback=at_least(1)),
     llm_cache: Optional[Path] = typer.Option(_OPTIONS.llm_cache, "--llm-cache", help="LLM: SQLite response cache file (on each node's local disk)"),
     docbin: bool = typer.Option(_OPTIONS.docbin, "--docbin", help="Also write DocBin shards to OUTPUT/docbin/"),
@@ -74,7 +75,7 @@ def annotate_cli(
     options = AnnotateOptions(
         engine=engine, output_format=output_format, batch_size=batch_size, n_process=n_process,
         address=address, actors=actors, cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-        max_retries=max_retries, llm_capacity=llm_capacity, llm_cache=llm_cache, docbin=docbin,
+        max_retries=max_retries, object_store_mb=object_store_mb, llm_capacity=llm_capacity, llm_cache=llm_cache, docbin=docbin,
         existing="overwrite" if overwrite else "resume" if resume else "refuse", code=code,
         config_overrides=parse_config_overrides(ctx.args),
     )
