@@ -47,19 +47,24 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
 # leading stop words cut, or with every part of up to 4 tokens as well), each answer constrained
 # to the answer words by a grammar per request unless "unconstrained"; zero-shot unless "4-shot".
 CANDIDATE_VARIANTS: Dict[str, Dict[str, Any]] = {
-    "candidates": {"config": "llm_candidates", "few_shot": False, "schema": True},
-    "candidates unconstrained": {"config": "llm_candidates", "few_shot": False, "schema": False},
-    "candidates stop-words cut": {
-        "config": "llm_candidates", "few_shot": False, "schema": True,
-        "extra": {"components.llm.task.candidates.strip_stop_words": True},
-    },
-    "candidates + sub-spans": {
-        "config": "llm_candidates", "few_shot": False, "schema": True,
-        "extra": {"components.llm.task.candidates.max_sub_tokens": 4},
-    },
-    "candidates 4-shot": {
-        "config": "llm_candidates", "few_shot": True, "schema": True, "extra": {"llm.n_prompt_examples": 4},
-    },
+    name: {"config": "llm_candidates", "few_shot": shots > 0, "schema": schema, "extra": {
+        "components.llm.task.candidates.strip_stop_words": strip, "components.llm.task.candidates.max_sub_tokens": sub,
+        "llm.n_prompt_examples": shots, "components.llm.task.examples_ask_candidates": ask_all,
+    }}
+    for name, shots, schema, strip, sub, ask_all in (
+        ("candidates", 0, True, False, 0, False),
+        ("candidates unconstrained", 0, False, False, 0, False),
+        ("candidates stop-words cut", 0, True, True, 0, False),
+        ("candidates + sub-spans", 0, True, False, 4, False),
+        ("candidates 4-shot", 4, True, False, 0, False),
+        ("candidates 4-shot stop-words cut", 4, True, True, 0, False),
+        ("candidates 4-shot stop-words cut, examples ask every candidate", 4, True, True, 0, True),
+        ("candidates 8-shot stop-words cut", 8, True, True, 0, False),
+    )
+}
+CANDIDATE_VARIANTS["candidates 4-shot stop-words cut, example seed 1"] = {
+    **CANDIDATE_VARIANTS["candidates 4-shot stop-words cut"],
+    "extra": {**CANDIDATE_VARIANTS["candidates 4-shot stop-words cut"]["extra"], "initialize.components.llm.prompt_example_seed": 1},
 }
 ALL_VARIANTS = {**VARIANTS, **CANDIDATE_VARIANTS}
 # Our own sentences (not CoNLL) for the raw-answer samples, with their gold entities.
@@ -228,8 +233,8 @@ def candidate_table(rows: List[Dict[str, Any]]) -> List[str]:
     """Round 2's rows: what each setting costs per request as well as what it scores."""
     lines = [
         "| model | setting | threads | N | strict F1 | overlap F1 | text F1 | predicted / gold ents | wall s | docs/s | "
-        "words/s | requests | s/request | prompt tokens | generated tokens | failed | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "words/s | requests | s/request | prompt tokens | generated tokens | failed | load | predictions |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         stats = r["model_stats"] or {}
@@ -243,9 +248,25 @@ def candidate_table(rows: List[Dict[str, Any]]) -> List[str]:
             f"{pct(r['overlap_f'])} | {pct(r['text_f'])} | {r['n_pred_ents']} / {r['n_gold_ents']} | "
             f"{r['wall_seconds']} | {'cached' if cached else r['docs_per_second']} | {words_s} | {requests} | "
             f"{per_request} | {r['server']['prompt_tokens']} | {r['server']['generated_tokens']} | "
-            f"{r['task_report'].get('docs_with_failed_requests', 0)} | {r.get('load_average', 0):.1f} |"
+            f"{r['task_report'].get('docs_with_failed_requests', 0)} | {r.get('load_average', 0):.1f} | "
+            f"`{r.get('predictions_sha256', '')[:12]}` |"
         )
     return lines
+
+
+def repeats(rows: List[Dict[str, Any]]) -> List[str]:
+    """One sentence per setting measured more than once: were its predictions the same?"""
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["variant"]), []).append(r)
+    out = []
+    for (model, variant), group in groups.items():
+        if len(group) > 1:
+            same = len({r.get("predictions_sha256") for r in group}) == 1
+            runs = ", ".join(f"{r['wall_seconds']} s at load {r.get('load_average', 0):.1f}" + (f" ({r['tag']})" if r.get("tag") else "") for r in group)
+            out.append(f"{model}, {variant}: {len(group)} runs from an empty cache ({runs}): "
+                       f"{'identical predictions' if same else 'predictions differ'}.")
+    return out
 
 
 def generated_tokens_per_second(r: Dict[str, Any]) -> Optional[float]:
@@ -315,6 +336,9 @@ def round_two_section(rows: List[Dict[str, Any]]) -> List[str]:
         "instructions are evaluated once).",
         "",
         *candidate_table(rows),
+        "",
+        "predictions: the first digits of the SHA-256 of every predicted entity's sentence number, offsets and "
+        "label (equal digits: equal predictions). " + " ".join(repeats(rows)),
         "",
     ]
 

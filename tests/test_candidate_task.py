@@ -244,3 +244,19 @@ def test_leading_stop_words_can_be_cut() -> None:
     doc = NLP("Then Sam met The Hague officials . After that")
     assert texts(make_capitalised_runs_v1()(doc)) == ["Then Sam", "The Hague", "After"]
     assert texts(make_capitalised_runs_v1(strip_stop_words=True)(doc)) == ["Sam", "Hague"]
+
+
+@pytest.mark.parametrize(
+    "ask_all, shown",
+    [(False, [("Ann", "person"), ("Oslo", "location")]), (True, [("Then Ann", "none"), ("Oslo", "location"), ("Ann", "person")])],
+)
+def test_few_shot_examples_show_their_entities_or_every_candidate(ask_all: bool, shown: List[Any]) -> None:
+    model = QuestionModel(gazetteer)
+    nlp = pipeline(
+        model,
+        examples=[{"text": "Then Ann went to Oslo .", "entities": {"PER": ["Ann"], "LOC": ["Oslo"]}}],
+        examples_ask_candidates=ask_all,
+    )
+    nlp("Sam")
+    example_lines = re.findall(r'What is "(.*)"\? (\w+)', model.prompts[0])
+    assert example_lines == shown

@@ -66,6 +66,7 @@ DELIBERATE: Dict[Tuple[str, str, str], str] = {
     ("llm_candidates.cfg", "components.llm.model", "timeout"): "an answer is one word: a minute covers a long wait",
     ("llm_candidates.cfg", "components.llm.model", "concurrency"): "one question at a time keeps one sentence's prompts in a row (prefix reuse)",
     ("llm_candidates.cfg", "components.llm.model", "context_length"): "spacy-llm warns a sharding task without one",
+    ("llm_candidates.cfg", "components.llm.task.candidates", "strip_stop_words"): "measured better on CoNLL dev",
 }
 
 

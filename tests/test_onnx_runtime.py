@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy
+from typing import Any
+
 import pytest
 import spacy
 import torch
@@ -27,9 +29,14 @@ from spacy_ner_project.errors import UserError
 from spacy_ner_project.extras import pipeline_extras
 
 ONNX_MISSING = next((name for name in ("onnxruntime", "onnx") if importlib.util.find_spec(name) is None), None)
-needs_onnx = pytest.mark.skipif(
+_skip_without_onnx = pytest.mark.skipif(
     ONNX_MISSING is not None, reason=f'{ONNX_MISSING} is not installed: pip install -e ".[onnx]"'
 )
+
+
+def needs_onnx(test: Any) -> Any:
+    """Marker ``onnx`` (CI's line (c) installs the extra and runs them), skipped without the extra."""
+    return pytest.mark.onnx(_skip_without_onnx(test))
 CALLBACK = "spacy_ner_project.onnx_backbone.v1"
 TORCH_INT8 = {"nlp": {"after_pipeline_creation": {"@misc": "spacy_ner_project.quantize_transformer.v1"}}}
 # float32 hidden states (MiniLM's reach |5.5| here) against torch's: measured at most 2.2e-6

@@ -59,7 +59,7 @@ def test_the_default_run_leaves_out_the_slow_tests_and_line_d_runs_them() -> Non
 
     declared = tomllib.loads(pyproject)["tool"]["pytest"]["ini_options"]["markers"]
     markers = [marker.split(":", 1)[0] for marker in declared]
-    assert set(re.findall(r"\b(ray|llm_local|browser)\b", numbered_lines()["c"])) == set(markers) - {"slow"}
+    assert set(re.findall(r"\b(ray|llm_local|onnx|browser)\b", numbered_lines()["c"])) == set(markers) - {"slow"}
 
 
 @pytest.mark.parametrize("page", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)

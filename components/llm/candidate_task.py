@@ -21,10 +21,12 @@ Overlapping labelled candidates (sub-span candidates) keep the longest, then the
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from functools import lru_cache
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import jinja2
 import jinja2.sandbox
+import spacy
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans
 
@@ -40,6 +42,7 @@ from spacy_ner_project.llm.record import (
 )
 
 from .candidates import CandidateGenerator
+from .examples import JsonNERExample
 from .label_answer import LabelReader
 from .parser import ParsedAnswer
 from .schema import label_choice_fields
@@ -47,6 +50,12 @@ from .task import JsonNERTask
 
 # A question: (context start token, context end token, candidate text).
 Question = Tuple[int, int, str]
+
+
+@lru_cache(maxsize=None)
+def _tokenizer(lang: str) -> Callable[[str], Doc]:
+    """A blank pipeline's tokenizer for ``lang`` (few-shot examples are stored as text)."""
+    return spacy.blank(lang).make_doc
 
 
 class CandidateNERTask(JsonNERTask):
@@ -66,6 +75,9 @@ class CandidateNERTask(JsonNERTask):
     DEFAULT_SCHEMA_STYLE = "none"
     # a doc without sentence boundaries is asked about in windows of this many tokens
     DEFAULT_MAX_CONTEXT_TOKENS = 128
+    # few-shot examples show every candidate of their text (non-entities answered with the none
+    # word), not only their entities
+    DEFAULT_EXAMPLES_ASK_CANDIDATES = False
 
     def __init__(
         self,
@@ -77,6 +89,7 @@ class CandidateNERTask(JsonNERTask):
         none_description: str,
         schema_style: str,
         max_context_tokens: int,
+        examples_ask_candidates: bool,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,6 +102,7 @@ class CandidateNERTask(JsonNERTask):
         self._none_description = none_description
         self._schema_style = schema_style
         self._max_context_tokens = max_context_tokens
+        self._examples_ask_candidates = examples_ask_candidates
         self._compiled = jinja2.sandbox.SandboxedEnvironment().from_string(self._template)
         self._check_words()
         label_choice_fields(self._answer_words(), style=schema_style)  # a bad style fails now
@@ -143,8 +157,9 @@ class CandidateNERTask(JsonNERTask):
     ) -> Iterable[Tuple[Iterable[Any], Iterable[Doc]]]:
         """Per doc: one RequestPrompt per question (none for a doc without candidates) and the doc."""
         fields = label_choice_fields(self._answer_words(), style=self._schema_style)
-        shared = self._shared_prompt_data()
+        shared: Optional[Dict[str, Any]] = None
         for doc in docs:
+            shared = shared or self._shared_prompt_data(lang=doc.lang_)
             prompts = [
                 RequestPrompt(
                     self._compiled.render(text=doc[start:end].text, candidate=candidate, **shared),
@@ -154,19 +169,28 @@ class CandidateNERTask(JsonNERTask):
             ]
             yield prompts, [doc]
 
-    def _shared_prompt_data(self) -> Dict[str, Any]:
+    def _example_questions(self, example: JsonNERExample, *, lang: str) -> List[Dict[str, str]]:
+        """The questions a few-shot example shows, answered: with ``examples_ask_candidates``
+        its candidates in text order (a candidate that is one of its entity strings answered
+        with that label's word, any other with the none word), then its entity strings that
+        are no candidate; else its entity strings only."""
+        words = {text: self._label_words.get(label, label.lower()) for label, texts in example.entities.items() if label in self._labels for text in texts}
+        asked: Dict[str, str] = {}
+        if self._examples_ask_candidates:
+            doc = _tokenizer(lang)(example.text)
+            for span in self._candidates(doc):
+                asked.setdefault(span.text, words.get(span.text, self._none_word))
+        for text, word in words.items():
+            asked.setdefault(text, word)
+        return [{"text": example.text, "candidate": text, "answer": word} for text, word in asked.items()]
+
+    def _shared_prompt_data(self, *, lang: str = "en") -> Dict[str, Any]:
         if not self._labels:
             raise ValueError(
                 "the candidate NER task has no labels: set `labels` in its config or run nlp.initialize() "
                 "with annotated examples before processing text"
             )
-        examples = [
-            {"text": eg.text, "candidate": text, "answer": self._label_words.get(label, label.lower())}
-            for eg in self._prompt_examples
-            for label, texts in eg.entities.items()
-            if label in self._labels
-            for text in texts
-        ]
+        examples = [qa for eg in self._prompt_examples for qa in self._example_questions(eg, lang=lang)]
         return {
             "labels": self._labels,
             "label_words": self._label_words,
@@ -235,4 +259,7 @@ class CandidateNERTask(JsonNERTask):
 
     @property
     def _cfg_keys(self) -> List[str]:
-        return [*super()._cfg_keys, "_label_words", "_label_descriptions", "_none_word", "_none_description"]
+        return [
+            *super()._cfg_keys, "_label_words", "_label_descriptions", "_none_word", "_none_description",
+            "_examples_ask_candidates",
+        ]

@@ -101,6 +101,7 @@ def make_candidate_ner_task_v1(
     none_description: str = CandidateNERTask.DEFAULT_NONE_DESCRIPTION,
     schema_style: str = CandidateNERTask.DEFAULT_SCHEMA_STYLE,
     max_context_tokens: int = CandidateNERTask.DEFAULT_MAX_CONTEXT_TOKENS,
+    examples_ask_candidates: bool = CandidateNERTask.DEFAULT_EXAMPLES_ASK_CANDIDATES,
     examples: ExamplesConfigType = None,
     label_map: Optional[Dict[str, str]] = None,
     existing_ents: str = JsonNERTask.DEFAULT_EXISTING_ENTS,
@@ -123,8 +124,9 @@ def make_candidate_ner_task_v1(
         grammar), "openai" or "ollama" (a JSON schema ``{"label": ...}``), sent per request.
     max_context_tokens: the longest context asked about (a sentence, or a window of a doc
         without sentence boundaries).
-    examples / label_map / existing_ents / scorer: as JsonNER.v1's (an example shows one
-        question per entity string).
+    examples_ask_candidates: few-shot examples show every candidate of their text, answered
+        (the none word for those that are no entity); False: one question per entity string.
+    examples / label_map / existing_ents / scorer: as JsonNER.v1's.
     """
     raw_examples = examples() if callable(examples) else examples
     return CandidateNERTask(
@@ -137,6 +139,7 @@ def make_candidate_ner_task_v1(
         none_description=none_description,
         schema_style=schema_style,
         max_context_tokens=max_context_tokens,
+        examples_ask_candidates=examples_ask_candidates,
         labels=split_labels(labels),
         template=template,
         label_definitions=dict(DEFAULT_LABEL_DEFINITIONS),
