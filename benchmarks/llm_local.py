@@ -304,8 +304,8 @@ def findings(rows: Dict[Tuple[str, str], Dict[str, Any]]) -> str:
         + ", ".join(f"{m} {copied[m]} of its {unplaced[m]} unplaced strings" for m in KNOWN_MODELS)
         + ". The schema (a grammar on the server) makes the answer a JSON entity object (unless `max_tokens` cuts it "
         "off), which is what makes zero-shot usable on these models; whether it helps few-shot depends on the "
-        "model (the rows above). The `llm-local` workflow's defaults follow the best strict F1 (project.yml "
-        "`llm_local_model`, `llm_local_structured_output`, `llm_local_n_prompt_examples`)."
+        "model (the rows above). These rows chose the `llm-local` workflow's defaults until round 2 (the candidate "
+        "questions above), which scores better and faster."
     )
     speeds = [r["docs_per_second"] for r in rows.values()]
     toks = [t for t in map(generated_tokens_per_second, rows.values()) if t]
@@ -354,7 +354,8 @@ def render(data: Dict[str, Any]) -> str:
     lines = [
         "# LLM NER with a real local model (benchmark, not a test)",
         "",
-        f"`python benchmarks/llm_local.py --n {ISSUE_N}`: `configs/llm_ner.cfg` through the project's one evaluation "
+        f"`python benchmarks/llm_local.py --n {ISSUE_N}`: `configs/llm_candidates.cfg` (round 2, first) and "
+        "`configs/llm_ner.cfg` through the project's one evaluation "
         "path (`run_evaluation`, what `llm-evaluate` runs) on the first N sentences of CoNLL-2003 dev, served by "
         f"llama-cpp-python {m['llama-cpp-python']}'s OpenAI-compatible server (`spacy_ner_project.llm.server`, one "
         "request at a time, `llm.concurrency = 1`), one server start per row, each row from an empty response cache. "
