@@ -37,6 +37,7 @@ def test_bootstrap_workflow_runs_against_any_openai_compatible_server(project: P
         sys.executable, "-m", "spacy", "project", "run", "bootstrap", str(project),
         "--vars.data_dir", str(project.parent / "data"), "--vars.bootstrap_base_url", chat_server.base_url,
         "--vars.bootstrap_model", "scripted", "--vars.bootstrap_structured_output", "none",
+        "--vars.bootstrap_llm_config", "llm_ner",  # the scripted server answers JSON entity lists
         "--vars.bootstrap_n_docs", "5", "--vars.max_steps", "20", "--vars.bootstrap_eval_n_docs", "4",
     ]
     result = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=600)
