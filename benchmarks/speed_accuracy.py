@@ -114,14 +114,23 @@ def trf_variants(path: Path, *, onnx: bool) -> list[System]:
     return variants + [System("trf-int8", "transformer, torch int8", path, "trf", {"nlp": QUANTIZE})]
 
 
+def fewer_layers_variants(path: Path, *, onnx: bool) -> list[System]:
+    """The fewer-layers pipeline as it loads, and with the fastest opt-in backbone (ONNX Runtime
+    int8) on top: the two speed levers together."""
+    variants = [System("trf-4-layers", "transformer, fewer backbone layers", path, "trf")]
+    if onnx:
+        variants.append(System("trf-4-layers-onnx-int8", "transformer, fewer backbone layers, ONNX Runtime int8", path,
+                               "trf", onnx_override(int8=True)))
+    return variants
+
+
 def plan_systems(args: argparse.Namespace, *, onnx: bool) -> tuple[list[System], list[dict[str, str]]]:
     """The systems to run, and a note for each one skipped (path not given or missing, no onnxruntime)."""
     planned: list[System] = []
     skipped: list[dict[str, str]] = []
     candidates: list[tuple[str, Optional[Path], Callable[[Path], list[System]]]] = [
         ("--trf", args.trf, lambda p: trf_variants(p, onnx=onnx)),
-        ("--trf-4-layers", args.trf_4_layers,
-         lambda p: [System("trf-4-layers", "transformer, fewer backbone layers", p, "trf")]),
+        ("--trf-4-layers", args.trf_4_layers, lambda p: fewer_layers_variants(p, onnx=onnx)),
         ("--cnn", args.cnn, lambda p: [System("cnn", "CNN (configs/ner_cnn.cfg)", p, "cnn")]),
     ]
     for flag, path, systems in candidates:
