@@ -77,6 +77,7 @@ from inference_speed_levers import ONNX, QUANTIZE, Entities, backbone_shim, enti
 
 SHIPPED_CONFIGS = {"trf": ROOT / "configs" / "ner_trf.cfg", "cnn": ROOT / "configs" / "ner_cnn.cfg"}
 TRF_DEFAULT = "trf"  # the key of the row every F1 change is measured against
+WINDOW = 128  # configs/ner_trf.cfg's window (its stride: 96)
 Row = dict[str, Any]
 
 
@@ -111,7 +112,12 @@ def trf_variants(path: Path, *, onnx: bool) -> list[System]:
     if onnx:
         variants += [System("trf-onnx", "transformer, ONNX Runtime fp32", path, "trf", onnx_override(int8=False)),
                      System("trf-onnx-int8", "transformer, ONNX Runtime int8", path, "trf", onnx_override(int8=True))]
-    return variants + [System("trf-int8", "transformer, torch int8", path, "trf", {"nlp": QUANTIZE})]
+    no_overlap = {"components": {"transformer": {"model": {"get_spans": {"stride": WINDOW}}}}}
+    return variants + [
+        System("trf-int8", "transformer, torch int8", path, "trf", {"nlp": QUANTIZE}),
+        # windows that do not overlap (stride = window, set at load time): fewer positions per word piece
+        System("trf-no-overlap", f"transformer, windows without overlap ({WINDOW}/{WINDOW})", path, "trf", no_overlap),
+    ]
 
 
 def fewer_layers_variants(path: Path, *, onnx: bool) -> list[System]:
