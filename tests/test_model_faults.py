@@ -52,6 +52,14 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reap(child: "subprocess.Popen[bytes]") -> str:
+    """Kill ``child`` if it still runs, wait for it, and return what it wrote to stderr."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+    return child.stderr.read().decode() if child.stderr else ""
+
+
 def ask(model: OpenAICompatibleModel, prompts: List[str]) -> List[str]:
     return [list(responses)[0] for responses in model([[prompt] for prompt in prompts])]
 
@@ -172,10 +180,7 @@ def test_ctrl_c_stops_at_once_and_a_rerun_repeats_no_finished_request(
         child.wait(timeout=10)
         elapsed = time.monotonic() - start
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    stderr = child.stderr.read().decode() if child.stderr else ""
+        stderr = reap(child)
     assert elapsed < 2.0 and child.returncode != 0 and "KeyboardInterrupt" in stderr
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -342,10 +347,7 @@ def test_ctrl_c_at_random_moments_stops_within_2_s_leaving_only_complete_cache_e
                     pass  # killed below; the assertion shows the stacks
             elapsed = time.monotonic() - start
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        stderr = child.stderr.read().decode() if child.stderr else ""
+            stderr = reap(child)
         assert elapsed < 2.0 and "KeyboardInterrupt" in stderr, f"run {run}: exit {elapsed:.2f} s after Ctrl-C\n{stderr[-2000:]}"
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

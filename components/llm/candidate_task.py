@@ -52,6 +52,11 @@ from .task import JsonNERTask
 Question = Tuple[int, int, str]
 
 
+def _distinct(asked: List[Tuple[Span, Question]]) -> List[Question]:
+    """The questions of ``asked``, each once, in order."""
+    return list(dict.fromkeys(question for _, question in asked))
+
+
 @lru_cache(maxsize=None)
 def _tokenizer(lang: str) -> Callable[[str], Doc]:
     """A blank pipeline's tokenizer for ``lang`` (few-shot examples are stored as text)."""
@@ -131,14 +136,16 @@ class CandidateNERTask(JsonNERTask):
         """What to ask about ``doc``: each distinct candidate text once per context (its sentence,
         or a window of ``max_context_tokens`` tokens), in text order; candidates that overlap
         an entity the doc has already are skipped when existing_ents is "keep"."""
+        return _distinct(self._asked(doc))
+
+    def _asked(self, doc: Doc) -> List[Tuple[Span, Question]]:
+        """Each candidate span that is asked about, with the question that asks about it."""
         blocked = [(ent.start, ent.end) for ent in doc.ents] if self._existing_ents == "keep" else []
-        asked: Dict[Question, None] = {}
-        for span in self._candidates(doc):
-            if any(start < span.end and span.start < end for start, end in blocked):
-                continue
-            context = self._context(doc, span)
-            asked.setdefault((context[0], context[1], span.text), None)
-        return list(asked)
+        return [
+            (span, (*self._context(doc, span), span.text))
+            for span in self._candidates(doc)
+            if not any(start < span.end and span.start < end for start, end in blocked)
+        ]
 
     def _context(self, doc: Doc, span: Span) -> Tuple[int, int]:
         if doc.has_annotation("SENT_START"):
@@ -213,7 +220,8 @@ class CandidateNERTask(JsonNERTask):
             yield self._label(doc, list(doc_responses), reader)
 
     def _label(self, doc: Doc, responses: List[Any], reader: LabelReader) -> Doc:
-        questions = self.questions(doc)
+        asked = self._asked(doc)
+        questions = _distinct(asked)
         if len(questions) != len(responses):
             raise ValueError(f"{len(responses)} answers for {len(questions)} questions about doc {doc.text[:40]!r}")
         answers: List[ShardAnswer] = []
@@ -225,12 +233,7 @@ class CandidateNERTask(JsonNERTask):
             if parsed.entities:
                 labelled[question] = parsed.entities[0][0]
             unknown.extend(UnknownLabelItem(label=raw, text=text) for raw, text in parsed.unknown)
-        spans = [
-            Span(doc, span.start, span.end, label=labelled[key])
-            for span in self._candidates(doc)
-            for key in [(*self._context(doc, span), span.text)]
-            if key in labelled
-        ]
+        spans = [Span(doc, span.start, span.end, label=labelled[key]) for span, key in asked if key in labelled]
         keep = self._existing_ents == "keep"
         chosen = filter_spans(spans)
         doc.set_ents(chosen, default="unmodified" if keep else "outside")
