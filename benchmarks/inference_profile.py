@@ -11,6 +11,13 @@ alignment, pooling, the NER; for HF its pre- and post-processing). The text's ow
 (the backbone tokenizer on each document, no special tokens) are the least any system must
 compute.
 
+Stages (``--stages``, the default): the default row's pipeline again, each stage run alone over the
+same documents one after the other (spaCy's tokenizer; the transformer component, its backbone
+timed by the hooks; the NER's tok2vec: listener pooling, hash embeddings and the Maxout
+projection; the NER component as a whole, whose rest is the transition parser), with the NER's
+matrix products on NumPy's BLAS (``BlasOps``, what ``CasedTok2Vec.v1`` uses) and on thinc's blis
+(what it used before, ``NumpyOps``), medians of ``--repeats``.
+
 Rows: ours on documents with the trained windows (the default), and with windows W/W (no
 overlap); each at the pipeline's own ``max_batch_items`` and at that of configs/ner_trf.cfg
 (what a pipeline trained now runs with), each with one backbone call per batch
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -48,6 +56,7 @@ from typing import Any
 import spacy
 import torch
 from spacy.language import Language
+from thinc.api import NumpyOps
 
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import cpu_supports_bf16
@@ -130,6 +139,49 @@ def profile(run: Callable[[Sequence[str]], Any], backbone: torch.nn.Module, text
     }
 
 
+STAGES = ("spaCy tokenizer", "transformer: backbone", "transformer: the rest", "NER: tok2vec",
+          "NER: the rest (transition parser)")
+
+
+def stage_seconds(nlp: Language, texts: Sequence[str], *, backbone: torch.nn.Module,
+                  repeats: int) -> dict[str, float]:
+    """Median seconds of each of STAGES over ``repeats`` runs, each stage run alone (see the module)."""
+    transformer, ner = nlp.get_pipe("transformer"), nlp.get_pipe("ner")
+    tok2vec = ner.model.get_ref("tok2vec")
+    runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        docs = [nlp.make_doc(text) for text in texts]
+        tokenizer = time.perf_counter() - start
+        log = BackboneLog()
+        with backbone_hooks(backbone, log):
+            start = time.perf_counter()
+            docs = list(transformer.pipe(docs, batch_size=nlp.batch_size))
+            whole = time.perf_counter() - start
+        start = time.perf_counter()
+        tok2vec.predict(docs)
+        vectors = time.perf_counter() - start
+        start = time.perf_counter()
+        list(ner.pipe(docs, batch_size=nlp.batch_size))
+        recognise = time.perf_counter() - start
+        runs.append(dict(zip(STAGES, (tokenizer, log.seconds, whole - log.seconds, vectors, recognise - vectors))))
+    return {stage: round(statistics.median(run[stage] for run in runs), 3) for stage in STAGES}
+
+
+@contextlib.contextmanager
+def with_blis(nlp: Language) -> Iterator[None]:
+    """The NER's tok2vec on thinc's ``NumpyOps`` (blis) while inside, its own ops again after."""
+    nodes = list(nlp.get_pipe("ner").model.get_ref("tok2vec").walk())
+    saved = [node.ops for node in nodes]
+    for node in nodes:
+        node.ops = NumpyOps()
+    try:
+        yield
+    finally:
+        for node, ops in zip(nodes, saved):
+            node.ops = ops
+
+
 def text_word_pieces(tokenizer: Any, documents: Sequence[str]) -> int:
     """Word pieces of the documents themselves (no special tokens, no truncation)."""
     return sum(len(ids) for ids in tokenizer(list(documents), add_special_tokens=False)["input_ids"])
@@ -144,6 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hf-chunk-words", type=int, default=100)
     parser.add_argument("--hf-batch-size", type=int, default=8)
+    parser.add_argument("--no-stages", dest="stages", action="store_false", help="no stage table")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="writes OUTPUT.json and OUTPUT.md")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json, run nothing")
     args = parser.parse_args(argv)
@@ -228,6 +281,15 @@ def main(argv: list[str] | None = None) -> None:
                 else:  # batching and buckets must not change what is found
                     row["texts_differing"] = sum(a != b for a, b in zip(found[name], found[first]))
                 record(name, "ours", row)
+        if args.stages and window is None and nlp.pipe_names == ["transformer", "ner"]:
+            shim.bucket_call_cost, transformer.cfg["max_batch_items"] = DEFAULT_BUCKET_CALL_COST, config_batch_items()
+            list(nlp.pipe(warm.documents))  # warm-up
+            report["stages"] = {"BLAS": stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp),
+                                                      repeats=args.repeats)}
+            with with_blis(nlp):
+                report["stages"]["blis"] = stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp),
+                                                         repeats=args.repeats)
+            print(json.dumps(report["stages"]), flush=True)
     report["summary"] = summarise(report)
     write_json(args.output.with_suffix(".json"), report)
     render(args.output)
@@ -262,8 +324,6 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(output: Path) -> None:
-    import json
-
     report = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
     m, inp, s = report["machine"], report["input"], report["summary"]
     lines = [
@@ -310,6 +370,22 @@ def render(output: Path) -> None:
         f"{s['bound_with_other_ratio']}x HF's best. The host's run-to-run spread is about ±15%: compare rows "
         "of one run; backbone seconds and positions are the steadier figures.",
     ]
+    stages = report.get("stages")
+    if stages:
+        lines += [
+            "",
+            "## By stage",
+            "",
+            "The default row's pipeline (trained windows, length buckets), each stage run alone over the same "
+            "documents, seconds, median of the runs; the NER's matrix products on NumPy's BLAS (`BlasOps`, "
+            "what `CasedTok2Vec.v1` uses) and on thinc's single-threaded blis (before):",
+            "",
+            "| stage | " + " | ".join(f"{ops} s" for ops in stages) + " |",
+            "|---|" + "---:|" * len(stages),
+        ]
+        for stage in STAGES:
+            lines.append(f"| {stage} | " + " | ".join(f"{times[stage]:.3f}" for times in stages.values()) + " |")
+        lines.append("| all | " + " | ".join(f"{sum(times.values()):.3f}" for times in stages.values()) + " |")
     write_markdown(output.with_suffix(".md"), "\n".join(lines))
 
 

@@ -10,6 +10,7 @@ from thinc.api import Maxout, Model, chain, concatenate, with_array
 from thinc.types import Floats2d
 
 from spacy_ner_project.training.backbone import EMBEDDED, resolve_backbone
+from spacy_ner_project.components.blas_ops import use_blas_ops
 from spacy_ner_project.components.backbone_shim import DEFAULT_LAYER_LR_DECAY, use_backbone_shim
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import enable_cpu_bf16
@@ -88,4 +89,4 @@ def cased_tok2vec_v1(
     model = chain(concatenate(transformer, embed), project)
     model.set_dim("nO", width)
     model.name = "cased_tok2vec"
-    return model
+    return use_blas_ops(model)

@@ -16,6 +16,7 @@ SPACY_GROUPS = {
     "spacy_architectures": "architectures",
     "spacy_misc": "misc",
     "spacy_readers": "readers",
+    "spacy_span_getters": "span_getters",  # spacy-transformers' registry, added to spaCy's
 }
 LLM_GROUPS = {
     "thinc_llm_tasks": "llm_tasks",
@@ -67,6 +68,7 @@ def test_registered_name_is_found_by_spacy(group: str, name: str, target: str) -
         nlp.add_pipe(name)  # found through the entry point, with its default config
         func = nlp.get_pipe(name)
     elif group in SPACY_GROUPS:
+        import spacy_transformers  # noqa: F401  (adds span_getters to spaCy's registry)
         from spacy.util import registry
 
         func = registry.get(SPACY_GROUPS[group], name)

@@ -1,0 +1,48 @@
+"""BlasOps (components/blas_ops.py): thinc's gemm on NumPy's BLAS, same products, given to CasedTok2Vec."""
+
+from __future__ import annotations
+
+import numpy
+import pytest
+from thinc.api import NumpyOps
+
+from spacy_ner_project.components.blas_ops import BlasOps, use_blas_ops
+
+
+@pytest.mark.parametrize("trans1,trans2", [(False, False), (True, False), (False, True), (True, True)])
+def test_products_equal_blis(trans1: bool, trans2: bool) -> None:
+    rng = numpy.random.default_rng(0)
+    x = rng.random((7, 5), dtype=numpy.float32)
+    x = x.T.copy() if trans1 else x
+    y = rng.random((5, 3), dtype=numpy.float32)
+    y = y.T.copy() if trans2 else y
+    expected = NumpyOps().gemm(x, y, trans1=trans1, trans2=trans2)
+    got = BlasOps().gemm(x, y, trans1=trans1, trans2=trans2)
+    numpy.testing.assert_allclose(got, expected, rtol=1e-5)
+    out = numpy.zeros_like(expected)
+    assert BlasOps().gemm(x, y, out=out, trans1=trans1, trans2=trans2) is out
+    numpy.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+def test_other_dtypes_go_to_blis() -> None:
+    x = numpy.ones((2, 2), dtype=numpy.float64)
+    with pytest.raises(ValueError):  # what NumpyOps itself says of float64
+        NumpyOps().gemm(x, x)
+    with pytest.raises(ValueError):
+        BlasOps().gemm(x, x)
+
+
+def test_the_ner_tok2vec_gets_blas_ops_and_predicts_as_before() -> None:
+    from spacy.util import registry
+    from thinc.api import Maxout, chain
+
+    model = chain(Maxout(nO=4, nI=6, nP=2), Maxout(nO=3, nI=4, nP=2))
+    model.initialize()
+    X = numpy.random.default_rng(1).random((9, 6), dtype=numpy.float32)
+    before = model.predict(X)
+    assert use_blas_ops(model) is model
+    assert all(type(node.ops) is BlasOps for node in model.walk())
+    numpy.testing.assert_allclose(model.predict(X), before, rtol=1e-5)
+    cased = registry.get("architectures", "spacy_ner_project.CasedTok2Vec.v1")
+    tok2vec = cased(transformer=Maxout(nO=2, nI=2), embed=Maxout(nO=2, nI=2), width=4)
+    assert {type(node.ops) for node in tok2vec.walk()} == {BlasOps}
