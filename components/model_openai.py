@@ -111,6 +111,9 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
     # Seconds an interrupted call waits for its request threads to finish what they were doing
     # (an aborted request ends in milliseconds; a request thread is a daemon, never waited for at exit).
     STOP_WAIT: ClassVar[float] = 0.5
+    # Seconds the calling thread waits on the results queue before it lets Python run a pending
+    # Ctrl-C handler (see _next_result).
+    RESULT_POLL: ClassVar[float] = 0.1
 
     def __init__(
         self,
@@ -240,7 +243,7 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
                 for number in range(min(self.settings.concurrency, len(todo))):
                     threads.append(self._start_worker(number, pending, results, breaker, model_id))
                 while len(answers) < len(todo):
-                    item = results.get()
+                    item = self._next_result(results)
                     if item is _CTRL_C:
                         raise KeyboardInterrupt
                     prompt, response = item
@@ -253,6 +256,18 @@ class OpenAICompatibleModel(ModelDefaults, CountsRequests):
         for thread in threads:
             thread.join()
         return answers
+
+    @classmethod
+    def _next_result(cls, results: "SimpleQueue[Any]") -> Any:
+        """The next item of ``results``, waited for in slices of RESULT_POLL seconds: a Ctrl-C that
+        the kernel delivers to a request thread (any thread may get a process's SIGINT) does not
+        wake a main thread blocked on the queue, and Python runs its handler only once the main
+        thread runs again; a wait without slices could then last until a request ends."""
+        while True:
+            try:
+                return results.get(timeout=cls.RESULT_POLL)
+            except Empty:
+                continue
 
     def _start_worker(
         self,

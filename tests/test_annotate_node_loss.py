@@ -99,16 +99,18 @@ class NodeKiller(threading.Thread):
     """Removes ``node`` from ``cluster`` once an actor on it is annotating (its marker file),
     noting how many rows OUTPUT held then."""
 
-    def __init__(self, cluster: Any, node: Any, *, marker_dir: Path, output: Path, timeout: float = 90.0) -> None:
+    def __init__(self, cluster: Any, node: Any, *, marker_dir: Path, output: Path, timeout: float = 600.0) -> None:
         super().__init__(daemon=True)
         self.cluster, self.node = cluster, node
         self.marker_dir, self.output, self.timeout = marker_dir, output, timeout
         self.rows_before: int = -1
+        self.run_ended = threading.Event()  # set when the annotate run returned: stop waiting
 
     def run(self) -> None:
+        # no short deadline: on a loaded machine Ray may take minutes to start the actors
         deadline = time.monotonic() + self.timeout
         while not any(self.marker_dir.glob(f"{self.node.node_id}.*")):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self.run_ended.is_set():
                 return
             time.sleep(0.05)
         time.sleep(0.5)  # a few documents into its batch
@@ -143,8 +145,11 @@ def test_a_node_that_dies_mid_run_costs_no_record(cluster: Tuple[Any, Any], tmp_
     killer = NodeKiller(head, node, marker_dir=markers, output=output)
     killer.start()
     options = dict(output_format="jsonl", rows_per_file=ROWS_PER_FILE, batch_size=10, progress=False, code=code)
-    annotate(str(pipeline), InputSpec(source), output, options=AnnotateOptions(engine="ray", actors=3, **options))
-    killer.join()
+    try:
+        annotate(str(pipeline), InputSpec(source), output, options=AnnotateOptions(engine="ray", actors=3, **options))
+    finally:
+        killer.run_ended.set()
+        killer.join()
     assert 0 <= killer.rows_before < DOCS // 2, f"the node was not removed mid-run (rows written before: {killer.rows_before})"
     assert node.node_id not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     redone = docs_seen(markers, node.node_id, on=True) & docs_seen(markers, node.node_id, on=False)
