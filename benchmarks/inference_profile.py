@@ -64,7 +64,7 @@ from spacy_ner_project.components.precision import cpu_supports_bf16
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
 from inference_speed import CONLL, hf_tagger, read_inputs  # benchmarks/inference_speed.py
 from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
-    Entities, backbone_shim, config_batch_items, entities, load, trained_windows,
+    Entities, backbone_shim, config_batch_items, entities, load, trained_windows, windows_label,
 )
 
 OUTPUT = ROOT / "benchmarks" / "inference_profile"
@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         "argv": argv,
         "machine": {**machine("torch", "spacy-transformers", "transformers"), "native_bf16": bf16},
         "pipeline": relative(args.pipeline), "trained_windows": windows, "precision": precision,
+        "windows": windows_label(args.pipeline),
         "input": {"file": relative(args.text), "documents": len(documents), "words": inputs.words,
                   "text_word_pieces": text_word_pieces(tagger.tokenizer, inputs.documents)},
         "repeats": args.repeats, "threads": args.threads, "rows": [],
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         nlp = load(args.pipeline, precision, window=window)
         shim = backbone_shim(nlp)
         transformer = nlp.get_pipe("transformer")
-        spans = f"trained windows {tuple(windows)}" if window is None else f"no overlap ({window}/{window})"
+        spans = "trained windows" if window is None else f"no overlap ({window}/{window})"
         first = None
         for max_batch_items in batch_items:
             for call_cost in (None, DEFAULT_BUCKET_CALL_COST):
@@ -336,7 +337,8 @@ def render(output: Path) -> None:
         "",
         f"Input: {inp['documents']} documents of `{inp['file']}`, {inp['words']:,} words, "
         f"{inp['text_word_pieces']:,} word pieces of their own (the least any system computes). "
-        f"Pipeline `{report['pipeline']}` (trained windows {report['trained_windows']}), {report['precision']}. "
+        f"Pipeline `{report['pipeline']}` (trained windows: {report.get('windows', report['trained_windows'])}), "
+        f"{report['precision']}. "
         "Backbone time is measured with forward hooks on the backbone module; *other* is the rest "
         "of the wall time. Positions = batch x padded length of every backbone call.",
         "",

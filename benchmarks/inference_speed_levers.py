@@ -100,6 +100,14 @@ def trained_windows(path: Path) -> tuple[int, int] | None:
     return int(spans["window"]), int(spans["stride"])
 
 
+def windows_label(path: Path) -> str:
+    """The pipeline's span getter in words: its registered name and settings."""
+    spans = dict(spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["model"]["get_spans"])
+    name = spans.pop("@span_getters", "?")
+    settings = ", ".join(f"{key} {value}" for key, value in spans.items())
+    return f"{name} ({settings})" if settings else name
+
+
 def load(path: Path, precision: str, *, window: int | None = None) -> Language:
     """The pipeline at ``path`` with its backbone in ``precision`` (one of PRECISIONS); with
     ``window``, strided windows of ``window`` tokens and stride ``window`` (no overlap). ONNX

@@ -12,6 +12,8 @@ documents, read as ``benchmarks/inference_speed.py`` reads them):
   * the same with torch's dynamic int8 (``spacy_ner_project.quantize_transformer.v1``, one config
     override; on a pipeline trained with ``cpu_mixed_precision = true`` it composes with bf16);
   * ``--trf-4-layers PATH``: another trained transformer pipeline (fewer backbone layers);
+  * ``--trained LABEL PATH`` (repeatable): other trained transformer pipelines (e.g. trained with
+    other windows), each as it loads and with the ONNX Runtime int8 backbone;
   * ``--cnn PATH``: a trained CNN pipeline (configs/ner_cnn.cfg);
 
 * the Hugging Face anchor (timing only, untrained head, no F1): ``pipeline("token-classification")``
@@ -44,6 +46,7 @@ as a vertical line). Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shlex
@@ -106,9 +109,9 @@ def onnx_override(*, int8: bool) -> dict[str, Any]:
     return {"nlp": {"after_pipeline_creation": {"@misc": ONNX, "int8": int8}}}
 
 
-def trf_variants(path: Path, *, onnx: bool) -> list[System]:
+def trf_variants(path: Path, *, onnx: bool, name: str = "transformer, default") -> list[System]:
     """The trained transformer pipeline as it loads by default, then with each opt-in backbone."""
-    variants = [System(TRF_DEFAULT, "transformer, default", path, "trf")]
+    variants = [System(TRF_DEFAULT, name, path, "trf")]
     if onnx:
         variants += [System("trf-onnx", "transformer, ONNX Runtime fp32", path, "trf", onnx_override(int8=False)),
                      System("trf-onnx-int8", "transformer, ONNX Runtime int8", path, "trf", onnx_override(int8=True))]
@@ -130,13 +133,26 @@ def fewer_layers_variants(path: Path, *, onnx: bool) -> list[System]:
     return variants
 
 
+def trained_variants(label: str, path: Path, *, onnx: bool) -> list[System]:
+    """Another trained transformer pipeline (``--trained LABEL PATH``) as it loads, and with the
+    ONNX Runtime int8 backbone."""
+    key = "trf-" + "-".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+    variants = [System(key, f"transformer, {label}", path, "trf")]
+    if onnx:
+        variants.append(System(f"{key}-onnx-int8", f"transformer, {label}, ONNX Runtime int8", path, "trf",
+                               onnx_override(int8=True)))
+    return variants
+
+
 def plan_systems(args: argparse.Namespace, *, onnx: bool) -> tuple[list[System], list[dict[str, str]]]:
     """The systems to run, and a note for each one skipped (path not given or missing, no onnxruntime)."""
     planned: list[System] = []
     skipped: list[dict[str, str]] = []
     candidates: list[tuple[str, Optional[Path], Callable[[Path], list[System]]]] = [
-        ("--trf", args.trf, lambda p: trf_variants(p, onnx=onnx)),
+        ("--trf", args.trf, lambda p: trf_variants(p, onnx=onnx, name=args.trf_name)),
         ("--trf-4-layers", args.trf_4_layers, lambda p: fewer_layers_variants(p, onnx=onnx)),
+        *((f"--trained {label}", Path(path), functools.partial(trained_variants, label, onnx=onnx))
+          for label, path in args.trained),
         ("--cnn", args.cnn, lambda p: [System("cnn", "CNN (configs/ner_cnn.cfg)", p, "cnn")]),
     ]
     for flag, path, systems in candidates:
@@ -231,7 +247,10 @@ def dev_scores(nlps: dict[str, Language], gold: Sequence[ConllDocument], *, thre
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trf", type=Path, help="trained transformer pipeline (default settings, ONNX Runtime, torch int8)")
+    parser.add_argument("--trf-name", default="transformer, default", help="the --trf pipeline's row name")
     parser.add_argument("--trf-4-layers", type=Path, help="trained transformer pipeline with fewer backbone layers")
+    parser.add_argument("--trained", nargs=2, action="append", default=[], metavar=("LABEL", "PATH"),
+                        help="another trained transformer pipeline, as loaded and with ONNX Runtime int8 (repeatable)")
     parser.add_argument("--cnn", type=Path, help="trained CNN pipeline (configs/ner_cnn.cfg)")
     parser.add_argument("--text", type=Path, default=CONLL / "test.txt", help="CoNLL file whose text is timed")
     parser.add_argument("--f1-data", type=Path, default=CONLL / "dev.txt", help="CoNLL file scored in full")
@@ -340,7 +359,8 @@ def _number(value: Optional[float], spec: str) -> str:
 
 
 def table_lines(report: dict[str, Any]) -> list[str]:
-    lines = ["| system | words/s | x HF best | dev F1 | F1 change vs the trf default |",
+    reference = next((row["name"] for row in report["results"] if row["key"] == TRF_DEFAULT), "the trf default")
+    lines = [f"| system | words/s | x HF best | dev F1 | F1 change vs {reference} |",
              "|---|---:|---:|---:|---:|"]
     for row in frontier(report):
         change = "reference" if row["key"] == TRF_DEFAULT else _number(row["f1_delta_vs_trf_default"], "+.2f")
@@ -429,7 +449,7 @@ def figure(report: dict[str, Any], path: Path) -> None:
     points = [row for row in rows if row["dev_ents_f"] is not None]
     hf = [row for row in rows if row["system"] == "hf"]
     fig, ax = plt.subplots(figsize=(7.2, 4.6))
-    markers = "osD^vP*X"
+    markers = "osD^vP*Xh<>p"
     for index, row in enumerate(sorted(points, key=lambda row: row["words_per_s"])):
         # a legend, not labels: the transformer variants lie within a point of F1 of each other
         ax.scatter(row["words_per_s"], row["dev_ents_f"], zorder=3, marker=markers[index % len(markers)],

@@ -69,7 +69,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_markdown_table_has_ratios_to_hf_and_f1_changes(rendered: Path) -> None:
     text = rendered.with_suffix(".md").read_text()
-    assert "| system | words/s | x HF best | dev F1 | F1 change vs the trf default |" in text
+    assert "| system | words/s | x HF best | dev F1 | F1 change vs transformer, default |" in text
     assert "| HF pipeline, 100-word chunks, batch_size=8, bf16 autocast | 8,000 | 1.00 | – | – |" in text
     assert "| transformer, default | 10,000 | 1.25 | 90.00 | reference |" in text
     assert "| transformer, ONNX Runtime int8 | 20,000 | 2.50 | 89.75 | -0.25 |" in text
