@@ -1,4 +1,4 @@
-"""BlasOps (components/blas_ops.py): thinc's gemm on NumPy's BLAS, same products, given to CasedTok2Vec."""
+"""BlasOps (components/blas_ops.py): thinc's gemm on torch's BLAS, same products, given to CasedTok2Vec."""
 
 from __future__ import annotations
 
