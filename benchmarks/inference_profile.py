@@ -143,30 +143,24 @@ STAGES = ("spaCy tokenizer", "transformer: backbone", "transformer: the rest", "
 NER_TOK2VEC = "NER's tok2vec alone"  # a part of "NER", timed on its own (not added to the total)
 
 
-def stage_seconds(nlp: Language, texts: Sequence[str], *, backbone: torch.nn.Module,
-                  repeats: int) -> dict[str, float]:
-    """Median seconds of each of STAGES (and of NER_TOK2VEC) over ``repeats`` runs, each stage run
-    alone (see the module)."""
+def stage_seconds(nlp: Language, texts: Sequence[str], *, backbone: torch.nn.Module) -> dict[str, float]:
+    """Seconds of each of STAGES (and of NER_TOK2VEC) in one run, each stage run alone (see the module)."""
     transformer, ner = nlp.get_pipe("transformer"), nlp.get_pipe("ner")
-    tok2vec = ner.model.get_ref("tok2vec")
-    runs: list[dict[str, float]] = []
-    for _ in range(repeats):
+    start = time.perf_counter()
+    docs = [nlp.make_doc(text) for text in texts]
+    tokenizer = time.perf_counter() - start
+    log = BackboneLog()
+    with backbone_hooks(backbone, log):
         start = time.perf_counter()
-        docs = [nlp.make_doc(text) for text in texts]
-        tokenizer = time.perf_counter() - start
-        log = BackboneLog()
-        with backbone_hooks(backbone, log):
-            start = time.perf_counter()
-            docs = list(transformer.pipe(docs, batch_size=nlp.batch_size))
-            whole = time.perf_counter() - start
-        start = time.perf_counter()
-        tok2vec.predict(docs)
-        vectors = time.perf_counter() - start
-        start = time.perf_counter()
-        list(ner.pipe(docs, batch_size=nlp.batch_size))
-        recognise = time.perf_counter() - start
-        runs.append(dict(zip((*STAGES, NER_TOK2VEC), (tokenizer, log.seconds, whole - log.seconds, recognise, vectors))))
-    return {stage: round(statistics.median(run[stage] for run in runs), 3) for stage in (*STAGES, NER_TOK2VEC)}
+        docs = list(transformer.pipe(docs, batch_size=nlp.batch_size))
+        whole = time.perf_counter() - start
+    start = time.perf_counter()
+    ner.model.get_ref("tok2vec").predict(docs)
+    vectors = time.perf_counter() - start
+    start = time.perf_counter()
+    list(ner.pipe(docs, batch_size=nlp.batch_size))
+    recognise = time.perf_counter() - start
+    return dict(zip((*STAGES, NER_TOK2VEC), (tokenizer, log.seconds, whole - log.seconds, recognise, vectors)))
 
 
 @contextlib.contextmanager
@@ -288,9 +282,9 @@ def main(argv: list[str] | None = None) -> None:
             list(nlp.pipe(warm.documents))  # warm-up
             runs: dict[str, list[dict[str, float]]] = {"BLAS": [], "blis": []}
             for _ in range(args.repeats):  # the two interleaved, so that a change of load hits both
-                runs["BLAS"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp), repeats=1))
+                runs["BLAS"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
                 with with_blis(nlp):
-                    runs["blis"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp), repeats=1))
+                    runs["blis"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
             report["stages"] = {ops: {stage: round(statistics.median(run[stage] for run in timed), 3)
                                       for stage in timed[0]} for ops, timed in runs.items()}
             print(json.dumps(report["stages"]), flush=True)

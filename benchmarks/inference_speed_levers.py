@@ -92,9 +92,14 @@ def describe(changes: dict[str, Any], *, window: int | None) -> str:
     return ", ".join(parts) or "default"
 
 
+def span_getter_config(path: Path) -> dict[str, Any]:
+    """The ``get_spans`` block of the pipeline's config.cfg."""
+    return dict(spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["model"]["get_spans"])
+
+
 def trained_windows(path: Path) -> tuple[int, int] | None:
     """(window, stride) of the pipeline's strided span getter; None for another span getter."""
-    spans = spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["model"]["get_spans"]
+    spans = span_getter_config(path)
     if spans.get("@span_getters") != STRIDED:
         return None
     return int(spans["window"]), int(spans["stride"])
@@ -102,7 +107,7 @@ def trained_windows(path: Path) -> tuple[int, int] | None:
 
 def windows_label(path: Path) -> str:
     """The pipeline's span getter in words: its registered name and settings."""
-    spans = dict(spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["model"]["get_spans"])
+    spans = span_getter_config(path)
     name = spans.pop("@span_getters", "?")
     settings = ", ".join(f"{key} {value}" for key, value in spans.items())
     return f"{name} ({settings})" if settings else name

@@ -123,20 +123,11 @@ def trf_variants(path: Path, *, onnx: bool, name: str = "transformer, default") 
     ]
 
 
-def fewer_layers_variants(path: Path, *, onnx: bool) -> list[System]:
-    """The fewer-layers pipeline as it loads, and with the fastest opt-in backbone (ONNX Runtime
-    int8) on top: the two speed levers together."""
-    variants = [System("trf-4-layers", "transformer, fewer backbone layers", path, "trf")]
-    if onnx:
-        variants.append(System("trf-4-layers-onnx-int8", "transformer, fewer backbone layers, ONNX Runtime int8", path,
-                               "trf", onnx_override(int8=True)))
-    return variants
-
-
-def trained_variants(label: str, path: Path, *, onnx: bool) -> list[System]:
-    """Another trained transformer pipeline (``--trained LABEL PATH``) as it loads, and with the
-    ONNX Runtime int8 backbone."""
-    key = "trf-" + "-".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
+def trained_variants(label: str, path: Path, *, onnx: bool, key: Optional[str] = None) -> list[System]:
+    """Another trained transformer pipeline (``--trained LABEL PATH``, ``--trf-4-layers``) as it
+    loads, and with the fastest opt-in backbone (ONNX Runtime int8) on top; ``key`` defaults to
+    the label's words joined by hyphens."""
+    key = key or "trf-" + "-".join("".join(c if c.isalnum() else " " for c in label.lower()).split())
     variants = [System(key, f"transformer, {label}", path, "trf")]
     if onnx:
         variants.append(System(f"{key}-onnx-int8", f"transformer, {label}, ONNX Runtime int8", path, "trf",
@@ -150,7 +141,8 @@ def plan_systems(args: argparse.Namespace, *, onnx: bool) -> tuple[list[System],
     skipped: list[dict[str, str]] = []
     candidates: list[tuple[str, Optional[Path], Callable[[Path], list[System]]]] = [
         ("--trf", args.trf, lambda p: trf_variants(p, onnx=onnx, name=args.trf_name)),
-        ("--trf-4-layers", args.trf_4_layers, lambda p: fewer_layers_variants(p, onnx=onnx)),
+        ("--trf-4-layers", args.trf_4_layers,
+         lambda p: trained_variants("fewer backbone layers", p, onnx=onnx, key="trf-4-layers")),
         *((f"--trained {label}", Path(path), functools.partial(trained_variants, label, onnx=onnx))
           for label, path in args.trained),
         ("--cnn", args.cnn, lambda p: [System("cnn", "CNN (configs/ner_cnn.cfg)", p, "cnn")]),
