@@ -11,7 +11,11 @@ from thinc.types import Floats2d
 
 from spacy_ner_project.training.backbone import EMBEDDED, resolve_backbone
 from spacy_ner_project.components.blas_ops import use_blas_ops
-from spacy_ner_project.components.backbone_shim import DEFAULT_LAYER_LR_DECAY, use_backbone_shim
+from spacy_ner_project.components.backbone_shim import (
+    DEFAULT_LAYER_LR_DECAY,
+    DEFAULT_PACKED_INFERENCE,
+    use_backbone_shim,
+)
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import enable_cpu_bf16
 
@@ -27,6 +31,7 @@ def transformer_model_v1(
     cpu_mixed_precision: bool = False,
     layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY,
     bucket_call_cost: Optional[int] = DEFAULT_BUCKET_CALL_COST,
+    packed_inference: bool = DEFAULT_PACKED_INFERENCE,
 ) -> TransformerModel:
     """spacy-transformers' ``TransformerModel.v3`` whose ``name`` may be ``"embedded"``.
 
@@ -39,10 +44,12 @@ def transformer_model_v1(
     spacy-transformers' CUDA float16 setting. ``layer_lr_decay`` < 1 scales the backbone's
     learning rate down layer by layer from the top (see
     :mod:`spacy_ner_project.components.backbone_shim`, which also makes the optimizer's
-    parameter averages reach the backbone). At inference on the CPU a padded batch of windows runs in
-    length buckets that pad less, split where the padding saved outweighs ``bucket_call_cost``
-    positions per extra call (``None``: one call per batch, as spacy-transformers does; see
-    :mod:`spacy_ner_project.components.length_buckets`).
+    parameter averages reach the backbone). At inference on the CPU a BERT backbone computes
+    only the windows' real word pieces, no padding (``packed_inference``; see
+    :mod:`spacy_ner_project.components.packed_bert`); other backbones, or with it off, run a
+    padded batch of windows in length buckets that pad less, split where the padding saved
+    outweighs ``bucket_call_cost`` positions per extra call (``None``: one call per batch, as
+    spacy-transformers does; see :mod:`spacy_ner_project.components.length_buckets`).
     """
     # Copies: spacy-transformers writes into these dicts (e.g. return_dict), and the
     # defaults above are shared by every call.
@@ -54,7 +61,12 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
     )
-    use_backbone_shim(model.layers[0], layer_lr_decay=layer_lr_decay, bucket_call_cost=bucket_call_cost)
+    use_backbone_shim(
+        model.layers[0],
+        layer_lr_decay=layer_lr_decay,
+        bucket_call_cost=bucket_call_cost,
+        packed_inference=packed_inference,
+    )
     if cpu_mixed_precision:
         enable_cpu_bf16(model.layers[0])
     hf_init = model.init

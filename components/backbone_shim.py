@@ -11,9 +11,12 @@ layer-wise learning-rate decay.
   ``decay ** (L - i)`` times the optimizer's rate, the embeddings at ``decay ** (L + 1)``;
   parameters outside the layer stack (e.g. a pooler) at the full rate. The layers on top
   (NER, hash embeddings) are thinc's and keep the full rate.
-* Inference on the CPU in length buckets (``bucket_call_cost`` not None): a padded batch of
-  windows runs in buckets that pad less (:mod:`spacy_ner_project.components.length_buckets`);
-  on a GPU, where padding costs little, one call per batch as before.
+* Inference on the CPU without padding (``packed_inference``): a BERT backbone computes the
+  windows' real word pieces only (:mod:`spacy_ner_project.components.packed_bert`). Where that
+  does not apply (another architecture, other inputs) or is off, in length buckets
+  (``bucket_call_cost`` not None): a padded batch of windows runs in buckets that pad less
+  (:mod:`spacy_ner_project.components.length_buckets`). On a GPU, where padding costs little,
+  one call per batch as before.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import contextlib
 import re
 from typing import Any, Dict, Iterator, Optional
 
+import torch
 from spacy_transformers.layers.hf_shim import HFShim
 from thinc.api import Model, Optimizer
 from thinc.shims.pytorch import torch2xp, xp2torch
 from thinc.types import ArgsKwargs
 
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST, predict_in_buckets
+from spacy_ner_project.components.packed_bert import packed_forward
 
 DEFAULT_LAYER_LR_DECAY = 1.0  # no decay: every backbone weight at the optimizer's rate
+DEFAULT_PACKED_INFERENCE = True  # BERT backbones skip padding at inference on the CPU
 _LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 _EMBEDDINGS = re.compile(r"(?:^|\.)embeddings\.")
 
@@ -54,17 +60,34 @@ def layer_lr_scales(names: list[str], *, decay: float) -> Dict[str, float]:
 
 class BackboneShim(HFShim):
     """spacy-transformers' ``HFShim`` that uses the optimizer's averages and, when
-    ``layer_lr_decay`` < 1, per-layer learning-rate scales; at inference, length buckets
-    unless ``bucket_call_cost`` is None."""
+    ``layer_lr_decay`` < 1, per-layer learning-rate scales; at inference on the CPU, packed
+    positions (``packed_inference``) or else length buckets (unless ``bucket_call_cost`` is None)."""
 
     layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY
     bucket_call_cost: Optional[int] = DEFAULT_BUCKET_CALL_COST
+    packed_inference: bool = DEFAULT_PACKED_INFERENCE
     _lr_scales: Optional[Dict[str, float]] = None
 
     def predict(self, inputs: ArgsKwargs) -> Any:
-        if self.bucket_call_cost is None or self.device.type != "cpu":  # on a GPU padding costs little
+        if self.device.type != "cpu":  # on a GPU padding costs little
+            return super().predict(inputs)
+        if self.packed_inference and not inputs.args:
+            output = self._predict_packed(inputs)
+            if output is not None:
+                return output
+        if self.bucket_call_cost is None:
             return super().predict(inputs)
         return predict_in_buckets(super().predict, inputs, call_cost=self.bucket_call_cost)
+
+    def _predict_packed(self, inputs: ArgsKwargs) -> Any:
+        """:func:`packed_forward` in eval mode without gradients, as ``HFShim.predict`` runs the
+        module; None where it does not apply."""
+        self._model.eval()
+        try:
+            with torch.no_grad():
+                return packed_forward(self._model, inputs.kwargs)
+        finally:
+            self._model.train()
 
     @contextlib.contextmanager
     def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:
@@ -113,6 +136,7 @@ def use_backbone_shim(
     *,
     layer_lr_decay: float = DEFAULT_LAYER_LR_DECAY,
     bucket_call_cost: Optional[int] = DEFAULT_BUCKET_CALL_COST,
+    packed_inference: bool = DEFAULT_PACKED_INFERENCE,
 ) -> None:
     """Give ``hf_layer`` (spacy-transformers' ``HFWrapper``) a :class:`BackboneShim`.
 
@@ -127,4 +151,5 @@ def use_backbone_shim(
             shim.__class__ = BackboneShim
             shim.layer_lr_decay = layer_lr_decay
             shim.bucket_call_cost = bucket_call_cost
+            shim.packed_inference = packed_inference
             shim._lr_scales = None

@@ -134,6 +134,7 @@ def test_outputs_that_cannot_be_merged_come_from_one_call(bert: BertModel) -> No
 
 
 def test_pipelines_bucket_by_default_and_can_switch_it_off() -> None:
+    """Without packed inference (components/packed_bert.py, tested in test_packed_bert.py)."""
     import spacy
 
     from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
@@ -147,6 +148,7 @@ def test_pipelines_bucket_by_default_and_can_switch_it_off() -> None:
     shapes = []
     handle = shim._model.register_forward_pre_hook(lambda _m, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
                                                    with_kwargs=True)
+    shim.packed_inference = False
     shim.bucket_call_cost = 0
     list(nlp.pipe(texts))
     assert len(shapes) > 1
