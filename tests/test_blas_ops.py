@@ -46,3 +46,27 @@ def test_the_ner_tok2vec_gets_blas_ops_and_predicts_as_before() -> None:
     cased = registry.get("architectures", "spacy_ner_project.CasedTok2Vec.v1")
     tok2vec = cased(transformer=Maxout(nO=2, nI=2), embed=Maxout(nO=2, nI=2), width=4)
     assert {type(node.ops) for node in tok2vec.walk()} == {BlasOps}
+
+
+def test_layer_norm_predicts_on_torch_and_trains_with_thincs() -> None:
+    from thinc.api import LayerNorm
+    from thinc.layers import layernorm
+
+    from spacy_ner_project.components.blas_ops import layer_norm_forward
+
+    model = LayerNorm(nI=6)
+    model.initialize()
+    rng = numpy.random.default_rng(3)
+    model.set_param("G", rng.random(6, dtype=numpy.float32) + 0.5)
+    model.set_param("b", rng.random(6, dtype=numpy.float32))
+    X = rng.standard_normal((8, 6), dtype=numpy.float32) * 3 + 1
+    before = model.predict(X)
+    use_blas_ops(model)
+    assert model._func is layer_norm_forward
+    numpy.testing.assert_allclose(model.predict(X), before, rtol=1e-5, atol=1e-6)
+    Y, backprop = model.begin_update(X)  # training: thinc's own forward and gradient
+    expected, expected_backprop = layernorm.forward(model, X, True)
+    numpy.testing.assert_array_equal(Y, expected)
+    numpy.testing.assert_array_equal(backprop(numpy.ones_like(Y)), expected_backprop(numpy.ones_like(Y)))
+    with pytest.raises(ValueError, match="inference"):
+        layer_norm_forward(model, X, False)[1](Y)
