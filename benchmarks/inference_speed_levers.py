@@ -20,7 +20,7 @@ import torch
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_ner_project.components.backbone_shim import BackboneShim
+from spacy_ner_project.components.backbone_shim import DEFAULT_PACKED_INFERENCE, BackboneShim
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 
 from common import ROOT  # benchmarks/common.py
@@ -62,6 +62,8 @@ class Setting:
     sort_by_length: bool = False  # texts longest first into nlp.pipe, order restored after
     batch_size: int = 64  # nlp.pipe
     max_batch_items: int = config_batch_items()  # the transformer's, configs/ner_trf.cfg
+    # False: padded windows (in length buckets unless bucket_call_cost is None), as before packing
+    packed_inference: bool = DEFAULT_PACKED_INFERENCE
     bucket_call_cost: int | None = DEFAULT_BUCKET_CALL_COST  # None: one backbone call per batch
     threads: int = 2
     inference_mode: bool = False
@@ -83,6 +85,8 @@ def describe(changes: dict[str, Any], *, window: int | None) -> str:
             parts.append(str(value))
         elif name == "no_overlap":
             parts.append(f"no overlap ({window}/{window})" if value else "trained windows")
+        elif name == "packed_inference":
+            parts.append("packed (no padding)" if value else "padded windows")
         elif name == "bucket_call_cost":
             parts.append("one call per batch" if value is None else f"length buckets (call cost {value})")
         elif name in ("sort_by_length", "inference_mode"):
@@ -155,6 +159,7 @@ def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], E
         torch.set_num_threads(setting.threads)
         transformer.cfg["max_batch_items"] = setting.max_batch_items
         shim.bucket_call_cost = setting.bucket_call_cost
+        shim.packed_inference = setting.packed_inference
         order = longest_first(texts) if setting.sort_by_length else list(range(len(texts)))
         mode = torch.inference_mode() if setting.inference_mode else contextlib.nullcontext()
         with mode:
@@ -201,10 +206,11 @@ def lever_rows(default: Setting, *, windows: bool) -> list[Setting]:
         {"sort_by_length": True, "batch_size": 256},
         {"max_batch_items": 512},
         {"max_batch_items": 1024},
-        {"bucket_call_cost": None},  # spacy-transformers' one call per batch
-        {"bucket_call_cost": None, "max_batch_items": 512},  # and the configs' value before buckets
-        {"bucket_call_cost": 64},
-        {"bucket_call_cost": 1024},
+        {"packed_inference": False},  # padded windows in length buckets: the default before packing
+        {"packed_inference": False, "bucket_call_cost": None},  # spacy-transformers' one call per batch
+        {"packed_inference": False, "bucket_call_cost": None, "max_batch_items": 512},  # before buckets
+        {"packed_inference": False, "bucket_call_cost": 64},
+        {"packed_inference": False, "bucket_call_cost": 1024},
         {"threads": 1},
         {"inference_mode": True},
     ]
@@ -214,10 +220,13 @@ def lever_rows(default: Setting, *, windows: bool) -> list[Setting]:
 
 def precision_rows(documents: Setting, winners: dict[str, Any], precisions: Sequence[str], *,
                    windows: bool) -> list[Setting]:
-    """Per precision, on documents: alone, with the winning levers, and those without overlap."""
+    """Per precision, on documents: alone, with the winning levers, and those without overlap;
+    the torch precisions with bfloat16 also on padded windows (what packing gains there)."""
     rows = []
     for precision in precisions:
         base = replace(documents, precision=precision)
         best = replace(base, **winners)
         rows += [base, best] + ([replace(best, no_overlap=True)] if windows else [])
+        if precision in BF16_PRECISIONS:
+            rows.append(replace(base, packed_inference=False))
     return rows
