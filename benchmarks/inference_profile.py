@@ -21,8 +21,8 @@ matrix products on torch's BLAS (``BlasOps``, what ``CasedTok2Vec.v1`` uses) and
 Rows: ours on documents with the trained windows (the default), and with windows W/W (no
 overlap); each at the pipeline's own ``max_batch_items`` and at that of configs/ner_trf.cfg
 (what a pipeline trained now runs with), each with one backbone call per batch
-(spacy-transformers' way) and in length buckets (``TransformerModel.v1``'s ``bucket_call_cost``,
-the default on the CPU); each row counts the texts whose entities differ from the first row
+(spacy-transformers' way), in length buckets (``TransformerModel.v1``'s ``bucket_call_cost``) and
+packed (``packed_inference``, components/packed_bert.py, the default on the CPU); each row counts the texts whose entities differ from the first row
 of its windows. HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` under bf16 autocast
 (HF's best setting in benchmarks/inference_speed.md) and HF on sentences. Each row is warmed up
 once, then timed ``--repeats`` times; medians are reported.
@@ -58,6 +58,7 @@ import torch
 from spacy.language import Language
 from thinc.api import NumpyOps
 
+from spacy_ner_project.components import backbone_shim as backbone_shim_module
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import cpu_supports_bf16
 
@@ -84,7 +85,9 @@ class BackboneLog:
 
 @contextlib.contextmanager
 def backbone_hooks(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
-    """Time every call of ``module`` and record its input shape into ``log``."""
+    """Time every call of ``module`` and record its input shape into ``log``; packed calls
+    (components/packed_bert.py, which compute the real positions only and never call the module's
+    own forward) through :func:`packed_timer`."""
 
     def before(_module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -100,10 +103,36 @@ def backbone_hooks(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
     handles = [module.register_forward_pre_hook(before, with_kwargs=True),
                module.register_forward_hook(after, with_kwargs=True)]
     try:
-        yield
+        with packed_timer(module, log):
+            yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def packed_timer(module: torch.nn.Module, log: BackboneLog) -> Iterator[None]:
+    """Time every packed call of ``module`` into ``log`` while inside: the shim's
+    ``packed_forward`` wrapped; positions computed = real positions (its linear layers compute no
+    padding; attention's groups pad a little, not counted)."""
+    original = backbone_shim_module.packed_forward
+
+    def timed(target: torch.nn.Module, inputs: Any, **options: Any) -> Any:
+        start = time.perf_counter()
+        output = original(target, inputs, **options)
+        if output is not None and target is module:
+            log.seconds += time.perf_counter() - start
+            log.calls += 1
+            real = int(inputs["attention_mask"].sum())
+            log.positions += real
+            log.real_positions += real
+        return output
+
+    backbone_shim_module.packed_forward = timed
+    try:
+        yield
+    finally:
+        backbone_shim_module.packed_forward = original
 
 
 def our_backbone(nlp: Language) -> torch.nn.Module:
@@ -264,14 +293,16 @@ def main(argv: list[str] | None = None) -> None:
         spans = "trained windows" if window is None else f"no overlap ({window}/{window})"
         first = None
         for max_batch_items in batch_items:
-            for call_cost in (None, DEFAULT_BUCKET_CALL_COST):
-                shim.bucket_call_cost = call_cost
+            for packed, call_cost in ((False, None), (False, DEFAULT_BUCKET_CALL_COST), (True, DEFAULT_BUCKET_CALL_COST)):
+                shim.bucket_call_cost, shim.packed_inference = call_cost, packed
                 transformer.cfg["max_batch_items"] = max_batch_items
                 name = (f"ours, documents, {spans}, {precision}, max_batch_items={max_batch_items}, "
-                        + ("one call per batch" if call_cost is None else f"length buckets (call cost {call_cost})"))
+                        + ("packed (no padding)" if packed else "one call per batch" if call_cost is None
+                           else f"length buckets (call cost {call_cost})"))
                 row = profile(our_run(nlp, name), our_backbone(nlp), inputs.documents, warmup=warm.documents,
                               repeats=args.repeats)
-                row.update(no_overlap=window is not None, bucket_call_cost=call_cost, max_batch_items=max_batch_items)
+                row.update(no_overlap=window is not None, bucket_call_cost=call_cost, max_batch_items=max_batch_items,
+                           packed_inference=packed)
                 if first is None:
                     first = name
                 else:  # batching and buckets must not change what is found
@@ -279,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
                 record(name, "ours", row)
         if args.stages and window is None and nlp.pipe_names == ["transformer", "ner"]:
             shim.bucket_call_cost, transformer.cfg["max_batch_items"] = DEFAULT_BUCKET_CALL_COST, config_batch_items()
+            shim.packed_inference = True
             list(nlp.pipe(warm.documents))  # warm-up
             runs: dict[str, list[dict[str, float]]] = {"BLAS": [], "blis": []}
             for _ in range(args.repeats):  # the two interleaved, so that a change of load hits both
@@ -299,9 +331,9 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     hf_best = max((r for r in rows if r["system"] == "hf"), key=lambda r: r["words_per_s"])
     ours = [r for r in rows if r["system"] == "ours"]
     trained = [r for r in ours if not r["no_overlap"]]
-    default = next(r for r in trained if r["bucket_call_cost"] == DEFAULT_BUCKET_CALL_COST
+    default = next(r for r in trained if r.get("packed_inference")
                    and r["max_batch_items"] == report["config_batch_items"])
-    before = next(r for r in trained if r["bucket_call_cost"] is None
+    before = next(r for r in trained if r["bucket_call_cost"] is None and not r.get("packed_inference")
                   and r["max_batch_items"] == report["pipeline_batch_items"])
     fastest = max(ours, key=lambda r: r["words_per_s"])
     words, pieces = report["input"]["words"], report["input"]["text_word_pieces"]
@@ -336,8 +368,10 @@ def render(output: Path) -> None:
         f"{inp['text_word_pieces']:,} word pieces of their own (the least any system computes). "
         f"Pipeline `{report['pipeline']}` (trained windows: {report.get('windows', report['trained_windows'])}), "
         f"{report['precision']}. "
-        "Backbone time is measured with forward hooks on the backbone module; *other* is the rest "
-        "of the wall time. Positions = batch x padded length of every backbone call.",
+        "Backbone time is measured with forward hooks on the backbone module (packed rows: around "
+        "each packed call); *other* is the rest of the wall time. Positions = batch x padded length of "
+        "every backbone call (packed rows: the real positions, which their linear layers compute; "
+        "attention runs in length groups padded a little, not counted).",
         "",
         "| Row | words/s | wall s | backbone s | other s | backbone share | positions | real | padding | "
         "positions / text pieces | backbone µs / position | texts differing |",
@@ -375,7 +409,7 @@ def render(output: Path) -> None:
             "",
             "## By stage",
             "",
-            "The default row's pipeline (trained windows, length buckets), each stage run alone over the same "
+            "The default row's pipeline (trained windows, packed inference), each stage run alone over the same "
             "documents, seconds, median of the runs; the NER's matrix products on torch's BLAS (`BlasOps`, "
             "what `CasedTok2Vec.v1` uses) and on thinc's single-threaded blis (before):",
             "",

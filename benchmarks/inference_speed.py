@@ -36,6 +36,11 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   default), the faster int8 variant, the bf16 and int8 ones without window overlap, and each
   ONNX Runtime variant.
 
+Head to head (benchmarks/head_to_head.py): HF's fastest setting, ours as loaded, ours as loaded on
+padded windows, and the fastest torch int8 and ONNX Runtime int8 rows, in ``--rounds`` interleaved
+rounds, each against HF in the same round: the goals of issue 24 read these ratios (rows timed in
+blocks drift with the host's load by more than some levers gain).
+
 Goals: issue 13: our default (no int8; bf16 allowed) >= 2x HF best; int8 >= 2.5x HF best and
 >= 9,000 words/s; issue 24: the pipeline as ``spacy.load`` gives it (documents, its own precision)
 >= 1.3x HF best, and the opt-in fast runtime (the fastest int8 row: torch's dynamic int8 or ONNX
@@ -77,9 +82,11 @@ from spacy_ner_project.conll import ConllDocument, read_conll, to_doc
 from spacy_ner_project.evaluation.evaluate import score_pipeline
 
 from common import ROOT, machine, percent_value, relative, write_json, write_markdown  # benchmarks/common.py
+from head_to_head import Contender, head_to_head  # benchmarks/head_to_head.py
 from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     INT8_PRECISIONS,
     ONNX_PRECISIONS,
+    TORCH_INT8_PRECISIONS,
     MIN_GAIN,
     PRECISIONS,
     Entities,
@@ -100,6 +107,12 @@ CONLL = ROOT.parent / "shared" / "conll2003"
 GOAL_DEFAULT_RATIO = 2.0  # ours without int8 (bf16 allowed) vs HF best
 GOAL_INT8_RATIO = 2.5
 GOAL_INT8_WPS = 9000.0
+# head-to-head contenders (benchmarks/head_to_head.py), named by what they are
+HF_BEST = "HF best"
+AS_LOADED = "as loaded"
+PADDED = "as loaded, padded windows (before packed inference)"
+TORCH_INT8 = "fastest torch int8 row"
+ONNX_INT8 = "fastest ONNX Runtime int8 row"
 GOAL_FAST_RUNTIME_RATIO = 2.0  # issue 24: the fastest int8 row (torch or ONNX Runtime) vs HF best
 GOAL_AS_LOADED_RATIO = 1.3  # issue 24: the pipeline as spacy.load gives it, on documents, vs HF best
 Row = dict[str, Any]
@@ -248,6 +261,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-f1", action="store_true", help="no F1 (for an untrained development pipeline)")
     parser.add_argument("--max-words", type=int, default=12000, help="timed words, whole documents (0: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds of the head-to-head comparison (benchmarks/head_to_head.py)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hf-batch-sizes", type=int, nargs="+", default=[8, 16, 32],
                         help="HF pipeline batch sizes, for sentences and for chunks")
@@ -313,7 +328,6 @@ def main(argv: list[str] | None = None) -> None:
         time_hf(replace(max(hf_timed, key=hf_timed.__getitem__), bf16=True))
     if args.threads > 1:  # and the fastest so far on one thread
         time_hf(replace(max(hf_timed, key=hf_timed.__getitem__), threads=1))
-    del tagger
 
     pipelines: dict[tuple[str, bool], Language] = {}
 
@@ -353,6 +367,24 @@ def main(argv: list[str] | None = None) -> None:
     for setting in precision_rows(documents_default, winners, precisions, windows=window is not None):
         time_ours(setting)
     report["int8_linear_layers"] = linear_layer_counts(pipeline("int8", False))
+    hf_best = max(hf_timed, key=hf_timed.__getitem__)
+    hf_texts = (inputs.sentences, warm.sentences) if hf_best.inputs == "sentences" else (inputs.chunks, warm.chunks)
+    as_loaded = replace(documents_default, precision="bf16" if bf16 else "float32")
+    ours_contenders = {AS_LOADED: as_loaded, PADDED: replace(as_loaded, packed_inference=False)}
+    for label, precisions_of in ((TORCH_INT8, TORCH_INT8_PRECISIONS), (ONNX_INT8, ("onnx-int8",))):
+        candidates = [setting for setting in timed if setting.precision in precisions_of]
+        if candidates:
+            ours_contenders[label] = max(candidates, key=timed.__getitem__)
+    contenders = [Contender(f"{HF_BEST}: {hf_name(hf_best, args.hf_chunk_words, threads=args.threads)}",
+                            hf_runner(tagger, hf_best), *hf_texts)]
+    contenders += [Contender(f"{label}: ours, {describe(setting.changes(default), window=window)}",
+                             spacy_runner(pipeline(*setting.variant()), setting), inputs.documents, warm.documents)
+                   for label, setting in ours_contenders.items()]
+    report["head_to_head"] = head_to_head(contenders, anchor=contenders[0].name, words=inputs.words, rounds=args.rounds)
+    for row in report["head_to_head"]["rows"]:
+        print(f"head to head: {row['name']:<90} {row['words_per_s']:>9.1f} words/s  "
+              f"{row['ratio_vs_anchor']}x HF best", flush=True)
+    del tagger
 
     if not args.skip_f1:
         report["f1"] = f1_report(args.f1_data, pipeline, f1_variants(timed, bf16=bf16, windows=window is not None),
@@ -437,6 +469,16 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     loaded = asdict(Setting(precision="bf16" if report["machine"].get("native_bf16") else "float32",
                             inputs="documents", threads=report["threads"]))
     as_loaded = next((entry(r) for r in ours if r["settings"] == loaded), None)
+    duel = {row["name"].split(":")[0]: row for row in report.get("head_to_head", {}).get("rows", [])}
+    duel_int8 = [duel[label] for label in (TORCH_INT8, ONNX_INT8) if label in duel]
+    fastest_int8_duel = max(duel_int8, key=lambda row: row["ratio_vs_anchor"]) if duel_int8 else None
+    if duel:  # the goals read the interleaved comparison; the blocks of rows above drift with the load
+        as_loaded_goal = duel[AS_LOADED]["ratio_vs_anchor"]
+        fast_goal = fastest_int8_duel["ratio_vs_anchor"] if fastest_int8_duel else 0.0
+        basis = " (head to head)"
+    else:
+        as_loaded_goal = as_loaded["ratio_vs_hf_best"] if as_loaded else None
+        fast_goal, basis = fast_runtime["ratio_vs_hf_best"], ""
     return {
         "hf_best": entry(hf_best),
         "hf_best_by_input": {unit: fastest([r for r in hf_rows if r["settings"]["inputs"] == unit])
@@ -457,10 +499,10 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                 without_int8["ratio_vs_hf_best"] >= GOAL_DEFAULT_RATIO,
             f"ours int8 >= {GOAL_INT8_RATIO}x HF best": with_int8["ratio_vs_hf_best"] >= GOAL_INT8_RATIO,
             f"ours int8 >= {GOAL_INT8_WPS:,.0f} words/s": with_int8["words_per_s"] >= GOAL_INT8_WPS,
-            **({f"issue 24: the pipeline as it loads, on documents, >= {GOAL_AS_LOADED_RATIO}x HF best":
-                as_loaded["ratio_vs_hf_best"] >= GOAL_AS_LOADED_RATIO} if as_loaded else {}),
-            f"issue 24: the fast runtime (int8, torch or ONNX Runtime) >= {GOAL_FAST_RUNTIME_RATIO}x HF best":
-                fast_runtime["ratio_vs_hf_best"] >= GOAL_FAST_RUNTIME_RATIO,
+            **({f"issue 24: the pipeline as it loads, on documents, >= {GOAL_AS_LOADED_RATIO}x HF best{basis}":
+                as_loaded_goal >= GOAL_AS_LOADED_RATIO} if as_loaded_goal is not None else {}),
+            f"issue 24: the fast runtime (int8, torch or ONNX Runtime) >= {GOAL_FAST_RUNTIME_RATIO}x HF best{basis}":
+                fast_goal >= GOAL_FAST_RUNTIME_RATIO,
         },
     }
 
@@ -540,6 +582,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *(f"- {goal}: {'met' if ok else '**NOT met**'}" for goal, ok in s["goals"].items()),
         "",
+        *_head_to_head_lines(report.get("head_to_head")),
         *_f1_lines(report.get("f1")),
         "## All rows",
         "",
@@ -586,6 +629,26 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _head_to_head_lines(duel: dict[str, Any] | None) -> list[str]:
+    if duel is None:
+        return []
+    lines = [
+        f"Head to head (benchmarks/head_to_head.py): HF's best setting above and ours, {duel['rounds']} rounds, "
+        "each running every system once in an order rotated round by round; *x HF best* is the median over "
+        "rounds of the system's speed over HF's in the same round (the blocks of rows below drift with the "
+        "host's load; these ratios do not). The issue 24 goals above read these.",
+        "",
+        "| system | words/s (median) | x HF best (median of rounds) | range over rounds | runs |",
+        "|---|---:|---:|---|---|",
+    ]
+    for row in duel["rows"]:
+        low, high = row["ratio_range"]
+        runs = ", ".join(f"{x:.0f}" for x in row["runs_words_per_s"])
+        lines.append(f"| {row['name']} | {row['words_per_s']:.0f} | **{row['ratio_vs_anchor']:.2f}** | "
+                     f"{low:.2f}-{high:.2f} | {runs} |")
+    return lines + [""]
 
 
 def _output_check_line(checks: dict[str, Any]) -> str:
