@@ -24,8 +24,10 @@ overlap); each at the pipeline's own ``max_batch_items`` and at that of configs/
 (spacy-transformers' way), in length buckets (``TransformerModel.v1``'s ``bucket_call_cost``) and
 packed (``packed_inference``, components/packed_bert.py, the default on the CPU); each row counts the texts whose entities differ from the first row
 of its windows. HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` under bf16 autocast
-(HF's best setting in benchmarks/inference_speed.md) and HF on sentences. Each row is warmed up
-once, then timed ``--repeats`` times; medians are reported.
+(HF's best setting in benchmarks/inference_speed.md) and HF on sentences; with the ``[onnx]``
+extra, the fast runtime (ONNX Runtime int8). Each row is warmed up once, then timed ``--repeats``
+times, the rows interleaved (each repeat runs every row once, in a rotated order); medians are
+reported.
 
 The bounds: were everything but the backbone free and did our backbone compute only the text's
 word pieces (no overlap, no padding, no special tokens) at the cheapest per-position cost any
@@ -174,26 +176,50 @@ def trained_batch_items(path: Path) -> int:
     return int(spacy.util.load_config(path / "config.cfg")["components"]["transformer"]["max_batch_items"])
 
 
-def profile(run: Callable[[Sequence[str]], Any], backbone: torch.nn.Module, texts: Sequence[str],
-            *, warmup: Sequence[str], repeats: int, shim: Any = None) -> dict[str, Any]:
-    """Medians over ``repeats`` timed runs of ``run(texts)`` after one warm-up run."""
-    run(warmup)
-    walls, logs = [], []
-    for _ in range(repeats):
-        log = BackboneLog()
-        with backbone_hooks(backbone, log, shim=shim):
-            start = time.perf_counter()
-            run(texts)
-            walls.append(time.perf_counter() - start)
-        logs.append(log)
-    wall = statistics.median(walls)
-    seconds = statistics.median(log.seconds for log in logs)
-    last = logs[-1]  # shapes are the same in every run
-    return {
-        "wall_s": round(wall, 3), "backbone_s": round(seconds, 3), "other_s": round(wall - seconds, 3),
-        "backbone_calls": last.calls, "positions": last.positions, "real_positions": last.real_positions,
-        "backbone_us_per_position": round(1e6 * seconds / last.positions, 2),
-    }
+@dataclass
+class Job:
+    """One row to time: ``run(texts)`` after ``run(warmup)``; ``backbone`` (and an ONNX Runtime
+    ``shim``) timed by :func:`backbone_hooks`; ``extra`` goes into the row as it is."""
+
+    name: str
+    system: str
+    run: Callable[[Sequence[str]], Any]
+    backbone: torch.nn.Module
+    texts: Sequence[str]
+    warmup: Sequence[str]
+    shim: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def profile(jobs: Sequence[Job], *, repeats: int) -> list[dict[str, Any]]:
+    """Each job's medians over ``repeats`` timed runs after one warm-up, the jobs interleaved:
+    each repeat runs every job once, in an order rotated from repeat to repeat, so that a change
+    of the host's load hits every row alike."""
+    for job in jobs:
+        job.run(job.warmup)
+    walls: dict[str, list[float]] = {job.name: [] for job in jobs}
+    logs: dict[str, list[BackboneLog]] = {job.name: [] for job in jobs}
+    for repeat in range(repeats):
+        shift = repeat % len(jobs)
+        for job in [*jobs[shift:], *jobs[:shift]]:
+            log = BackboneLog()
+            with backbone_hooks(job.backbone, log, shim=job.shim):
+                start = time.perf_counter()
+                job.run(job.texts)
+                walls[job.name].append(time.perf_counter() - start)
+            logs[job.name].append(log)
+    rows = []
+    for job in jobs:
+        wall = statistics.median(walls[job.name])
+        seconds = statistics.median(log.seconds for log in logs[job.name])
+        last = logs[job.name][-1]  # shapes are the same in every run
+        rows.append({
+            "name": job.name, "system": job.system,
+            "wall_s": round(wall, 3), "backbone_s": round(seconds, 3), "other_s": round(wall - seconds, 3),
+            "backbone_calls": last.calls, "positions": last.positions, "real_positions": last.real_positions,
+            "backbone_us_per_position": round(1e6 * seconds / last.positions, 2), **job.extra,
+        })
+    return rows
 
 
 STAGES = ("spaCy tokenizer", "transformer: backbone", "transformer: the rest", "NER")
@@ -279,12 +305,6 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats, "threads": args.threads, "rows": [],
     }
 
-    def record(name: str, system: str, row: dict[str, Any]) -> None:
-        row = {"name": name, "system": system, "words_per_s": round(inputs.words / row["wall_s"], 1), **row}
-        report["rows"].append(row)
-        print(f"{name:<52} {row['words_per_s']:>8.1f} words/s  backbone {row['backbone_s']:.2f} of "
-              f"{row['wall_s']:.2f} s  positions {row['positions']}", flush=True)
-
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     def hf_run(batch_size: int) -> Callable[[Sequence[str]], None]:
@@ -295,17 +315,22 @@ def main(argv: list[str] | None = None) -> None:
         return run
 
     hf_backbone = tagger.model.base_model
-    record(f"HF, {args.hf_chunk_words}-word chunks, batch_size={args.hf_batch_size}, {precision}", "hf",
-           profile(hf_run(args.hf_batch_size), hf_backbone, inputs.chunks, warmup=warm.chunks, repeats=args.repeats))
-    record(f"HF, sentences, batch_size={args.hf_batch_size}, {precision}", "hf",
-           profile(hf_run(args.hf_batch_size), hf_backbone, inputs.sentences, warmup=warm.sentences,
-                   repeats=args.repeats))
-    del tagger
-
+    jobs = [
+        Job(f"HF, {args.hf_chunk_words}-word chunks, batch_size={args.hf_batch_size}, {precision}", "hf",
+            hf_run(args.hf_batch_size), hf_backbone, inputs.chunks, warm.chunks),
+        Job(f"HF, sentences, batch_size={args.hf_batch_size}, {precision}", "hf",
+            hf_run(args.hf_batch_size), hf_backbone, inputs.sentences, warm.sentences),
+    ]
     found: dict[str, Entities] = {}
 
-    def our_run(nlp: Language, name: str) -> Callable[[Sequence[str]], None]:
+    def our_run(nlp: Language, name: str, *, packed: bool, call_cost: int | None,
+                max_batch_items: int) -> Callable[[Sequence[str]], None]:
+        """``nlp.pipe`` with the row's own settings (set at each run: the rows take turns)."""
+        shim = backbone_shim(nlp)
+
         def run(texts: Sequence[str]) -> None:
+            shim.bucket_call_cost, shim.packed_inference = call_cost, packed
+            nlp.get_pipe("transformer").cfg["max_batch_items"] = max_batch_items
             found[name] = [entities(doc) for doc in nlp.pipe(texts)]
         return run
 
@@ -314,51 +339,58 @@ def main(argv: list[str] | None = None) -> None:
         window_options.append(windows[0])
     batch_items = sorted({trained_batch_items(args.pipeline), config_batch_items()})
     report.update(pipeline_batch_items=trained_batch_items(args.pipeline), config_batch_items=config_batch_items())
+    firsts: dict[str, str] = {}  # each row's first row of the same windows
+    default_nlp = None
     for window in window_options:
         nlp = load(args.pipeline, precision, window=window)
-        shim = backbone_shim(nlp)
-        transformer = nlp.get_pipe("transformer")
+        default_nlp = default_nlp or nlp
         spans = "trained windows" if window is None else f"no overlap ({window}/{window})"
         first = None
         for max_batch_items in batch_items:
             for packed, call_cost in ((False, None), (False, DEFAULT_BUCKET_CALL_COST), (True, DEFAULT_BUCKET_CALL_COST)):
-                shim.bucket_call_cost, shim.packed_inference = call_cost, packed
-                transformer.cfg["max_batch_items"] = max_batch_items
                 name = (f"ours, documents, {spans}, {precision}, max_batch_items={max_batch_items}, "
                         + ("packed (no padding)" if packed else "one call per batch" if call_cost is None
                            else f"length buckets (call cost {call_cost})"))
-                row = profile(our_run(nlp, name), our_backbone(nlp), inputs.documents, warmup=warm.documents,
-                              repeats=args.repeats)
-                row.update(no_overlap=window is not None, bucket_call_cost=call_cost, max_batch_items=max_batch_items,
-                           packed_inference=packed)
-                if first is None:
-                    first = name
-                else:  # batching and buckets must not change what is found
-                    row["texts_differing"] = sum(a != b for a, b in zip(found[name], found[first]))
-                record(name, "ours", row)
-        if args.stages and window is None and nlp.pipe_names == ["transformer", "ner"]:
-            shim.bucket_call_cost, transformer.cfg["max_batch_items"] = DEFAULT_BUCKET_CALL_COST, config_batch_items()
-            shim.packed_inference = True
-            list(nlp.pipe(warm.documents))  # warm-up
-            runs: dict[str, list[dict[str, float]]] = {"BLAS": [], "blis": []}
-            for _ in range(args.repeats):  # the two interleaved, so that a change of load hits both
-                runs["BLAS"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
-                with with_blis(nlp):
-                    runs["blis"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
-            report["stages"] = {ops: {stage: round(statistics.median(run[stage] for run in timed), 3)
-                                      for stage in timed[0]} for ops, timed in runs.items()}
-            print(json.dumps(report["stages"]), flush=True)
+                first = first or name
+                firsts[name] = first
+                jobs.append(Job(name, "ours", our_run(nlp, name, packed=packed, call_cost=call_cost,
+                                                      max_batch_items=max_batch_items),
+                                our_backbone(nlp), inputs.documents, warm.documents,
+                                extra={"no_overlap": window is not None, "bucket_call_cost": call_cost,
+                                       "max_batch_items": max_batch_items, "packed_inference": packed}))
     if onnx_runtime_version() is not None:  # the fast runtime: ONNX Runtime int8, padded windows in length buckets
         nlp = load(args.pipeline, FAST_RUNTIME)
         shim = backbone_shim(nlp)
         name = (f"ours, documents, trained windows, {FAST_RUNTIME}, max_batch_items={config_batch_items()}, "
                 f"length buckets (call cost {shim.bucket_call_cost})")
+        jobs.append(Job(name, "ours", our_run(nlp, name, packed=False, call_cost=shim.bucket_call_cost,
+                                              max_batch_items=config_batch_items()),
+                        our_backbone(nlp), inputs.documents, warm.documents, shim=shim,
+                        extra={"no_overlap": False, "bucket_call_cost": shim.bucket_call_cost,
+                               "max_batch_items": config_batch_items(), "packed_inference": False,
+                               "runtime": FAST_RUNTIME}))
+    for row in profile(jobs, repeats=args.repeats):
+        row["words_per_s"] = round(inputs.words / row["wall_s"], 1)
+        if row["system"] == "ours" and firsts.get(row["name"], row["name"]) != row["name"]:
+            # batching, buckets and packing must not change what is found (beyond rounding)
+            row["texts_differing"] = sum(a != b for a, b in zip(found[row["name"]], found[firsts[row["name"]]]))
+        report["rows"].append(row)
+        print(f"{row['name']:<52} {row['words_per_s']:>8.1f} words/s  backbone {row['backbone_s']:.2f} of "
+              f"{row['wall_s']:.2f} s  positions {row['positions']}", flush=True)
+    del tagger
+    if args.stages and default_nlp is not None and default_nlp.pipe_names == ["transformer", "ner"]:
+        nlp, shim = default_nlp, backbone_shim(default_nlp)
+        shim.bucket_call_cost, shim.packed_inference = DEFAULT_BUCKET_CALL_COST, True
         nlp.get_pipe("transformer").cfg["max_batch_items"] = config_batch_items()
-        row = profile(our_run(nlp, name), our_backbone(nlp), inputs.documents, warmup=warm.documents,
-                      repeats=args.repeats, shim=shim)
-        row.update(no_overlap=False, bucket_call_cost=shim.bucket_call_cost, max_batch_items=config_batch_items(),
-                   packed_inference=False, runtime=FAST_RUNTIME)
-        record(name, "ours", row)
+        list(nlp.pipe(warm.documents))  # warm-up
+        runs: dict[str, list[dict[str, float]]] = {"BLAS": [], "blis": []}
+        for _ in range(args.repeats):  # the two interleaved, so that a change of load hits both
+            runs["BLAS"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
+            with with_blis(nlp):
+                runs["blis"].append(stage_seconds(nlp, inputs.documents, backbone=our_backbone(nlp)))
+        report["stages"] = {ops: {stage: round(statistics.median(run[stage] for run in timed), 3)
+                                  for stage in timed[0]} for ops, timed in runs.items()}
+        print(json.dumps(report["stages"]), flush=True)
     report["summary"] = summarise(report)
     write_json(args.output.with_suffix(".json"), report)
     render(args.output)
