@@ -72,22 +72,14 @@ class BackboneShim(HFShim):
         if self.device.type != "cpu":  # on a GPU padding costs little
             return super().predict(inputs)
         if self.packed_inference and not inputs.args:
-            output = self._predict_packed(inputs)
+            # no gradients; the module's train/eval mode does not matter: packed_forward runs no dropout
+            with torch.no_grad():
+                output = packed_forward(self._model, inputs.kwargs)
             if output is not None:
                 return output
         if self.bucket_call_cost is None:
             return super().predict(inputs)
         return predict_in_buckets(super().predict, inputs, call_cost=self.bucket_call_cost)
-
-    def _predict_packed(self, inputs: ArgsKwargs) -> Any:
-        """:func:`packed_forward` in eval mode without gradients, as ``HFShim.predict`` runs the
-        module; None where it does not apply."""
-        self._model.eval()
-        try:
-            with torch.no_grad():
-                return packed_forward(self._model, inputs.kwargs)
-        finally:
-            self._model.train()
 
     @contextlib.contextmanager
     def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:

@@ -80,9 +80,9 @@ def packed_forward(
     *,
     attention_call_cost: int = DEFAULT_ATTENTION_CALL_COST,
 ) -> Optional[Any]:
-    """``module(**inputs)`` computed on the real positions only, or None where that does not
-    apply (see the module docstring). Inference only: call it under ``torch.no_grad()`` with the
-    module in eval mode."""
+    """``module(**inputs)`` in eval mode computed on the real positions only, or None where that
+    does not apply (see the module docstring). Inference only (call it under ``torch.no_grad()``):
+    it runs no dropout whatever the module's mode."""
     if not is_packable(module) or set(inputs) - _INPUTS:
         return None
     input_ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")

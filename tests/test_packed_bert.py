@@ -134,3 +134,14 @@ def test_pipelines_pack_by_default_with_the_same_outputs_and_can_switch_it_off()
     config["components"]["transformer"]["model"]["packed_inference"] = False
     loaded = spacy.util.load_model_from_config(config)
     assert loaded.get_pipe("transformer").model.layers[0].shims[0].packed_inference is False
+
+
+def test_packed_runs_no_dropout_whatever_the_modules_mode() -> None:
+    model = tiny_bert(hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5)
+    inputs = batch([9, 4])
+    real = inputs["attention_mask"].bool()
+    with torch.no_grad():
+        expected = model.eval()(**inputs).last_hidden_state[real]
+        packed = packed_forward(model.train(), inputs).last_hidden_state[real]
+    assert model.training  # left as it was
+    torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-4)
