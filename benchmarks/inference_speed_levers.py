@@ -221,12 +221,13 @@ def lever_rows(default: Setting, *, windows: bool) -> list[Setting]:
 def precision_rows(documents: Setting, winners: dict[str, Any], precisions: Sequence[str], *,
                    windows: bool) -> list[Setting]:
     """Per precision, on documents: alone, with the winning levers, and those without overlap;
-    the torch precisions with bfloat16 also on padded windows (what packing gains there)."""
+    the torch precisions with bfloat16 and the ONNX Runtime ones also on padded windows (what
+    packing gains there)."""
     rows = []
     for precision in precisions:
         base = replace(documents, precision=precision)
         best = replace(base, **winners)
         rows += [base, best] + ([replace(best, no_overlap=True)] if windows else [])
-        if precision in BF16_PRECISIONS:
+        if precision in BF16_PRECISIONS or precision in ONNX_PRECISIONS:
             rows.append(replace(base, packed_inference=False))
     return rows

@@ -1,5 +1,10 @@
 """A Hugging Face backbone as ONNX model files for ONNX Runtime, cached under a hash of its weights: float32, and int8 by ONNX Runtime's dynamic quantisation.
 
+Two graphs: the module itself on padded batches (:func:`export_float32`), and, for a BERT
+backbone, its packed encoder (:func:`export_packed_float32`,
+:class:`~spacy_ner_project.components.packed_bert.PackedEncoder`: real word pieces in, no padding
+through the linear layers); the inputs are part of the cache key, so the two never share a file.
+
 :func:`cached_backbone` returns the file for a torch backbone, exporting it only when the cache
 has no file for the same weights, config, inputs and exporter versions. The float32 file is
 torch's TorchScript-based ONNX export (``torch.onnx.export(..., dynamo=False)``: it needs no
@@ -29,6 +34,7 @@ from typing import Any, Sequence
 import torch
 import transformers
 
+from spacy_ner_project.components.packed_bert import PackedEncoder, packed_layout
 from spacy_ner_project.extras import missing_extra_error
 
 EXPORT_FORMAT = 1  # part of every cache key: bump it when the export changes
@@ -156,6 +162,31 @@ def export_float32(module: torch.nn.Module, *, tokenizer: Any, inputs: Sequence[
         module.train(was_training)
 
 
+def export_packed_float32(module: torch.nn.Module, *, tokenizer: Any, path: Path, opset: int) -> None:
+    """Write ``module`` (a ``BertModel``, :func:`packed_bert.is_packable`) to ``path`` as the
+    float32 ONNX model of its :class:`~spacy_ner_project.components.packed_bert.PackedEncoder`:
+    packed positions in, packed last hidden state out. The module's mode is left as it was
+    (the encoder runs no dropout)."""
+    encoded = tokenizer(_SAMPLE_TEXTS, return_tensors="pt", padding=True)
+    device = next(module.parameters()).device
+    batch = {name: encoded[name].to(device) for name in REQUIRED_INPUTS}
+    layout = packed_layout(batch)
+    assert layout is not None, "the tokenizer padded the sample texts on the left"
+    sample = PackedEncoder.inputs(layout, batch)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's warnings about Python values in the graph
+        torch.onnx.export(
+            PackedEncoder(module),
+            tuple(sample[name] for name in PackedEncoder.INPUTS),
+            str(path),
+            dynamo=False,
+            input_names=list(PackedEncoder.INPUTS),
+            output_names=[PackedEncoder.OUTPUT],
+            dynamic_axes=PackedEncoder.AXES,
+            opset_version=opset,
+        )
+
+
 def quantize_int8(source: Path, target: Path) -> None:
     """Write ``source`` (a float32 ONNX model) to ``target`` with int8 weights (one scale per
     output channel) and activations quantised per call (ONNX Runtime's dynamic quantisation)."""
@@ -179,14 +210,18 @@ def _write_atomically(path: Path, write: Any) -> Path:
     return path
 
 
-def cached_backbone(module: torch.nn.Module, *, tokenizer: Any, int8: bool, cache_dir: Path,
+def cached_backbone(module: torch.nn.Module, *, tokenizer: Any, int8: bool, cache_dir: Path, packed: bool = False,
                     opset: int = DEFAULT_OPSET) -> Path:
-    """The ONNX file of ``module`` in ``cache_dir`` (float32, or int8 when ``int8``), exported
-    (and quantised) only where the cache has none for the same weights."""
-    inputs = backbone_inputs(module, tokenizer)
+    """The ONNX file of ``module`` in ``cache_dir`` (float32, or int8 when ``int8``; the
+    module's own inputs and outputs, or its packed encoder when ``packed``), exported (and
+    quantised) only where the cache has none for the same weights."""
+    inputs = PackedEncoder.INPUTS if packed else backbone_inputs(module, tokenizer)
     digest = weights_digest(module, inputs=inputs, opset=opset)
     float32 = cache_dir / f"{digest}.onnx"
-    if not float32.exists():
+    if not float32.exists() and packed:
+        _write_atomically(float32, lambda path: export_packed_float32(
+            module, tokenizer=tokenizer, path=path, opset=opset))
+    elif not float32.exists():
         _write_atomically(float32, lambda path: export_float32(
             module, tokenizer=tokenizer, inputs=inputs, path=path, opset=opset))
     if not int8:

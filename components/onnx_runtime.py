@@ -16,8 +16,18 @@ before (:mod:`spacy_ner_project.components.onnx_export`; ``cache_dir``, default
 ``~/.cache/spacy_ner_project/onnx``), and an ONNX Runtime session (CPU, ``threads`` intra-op
 threads; by default torch's thread count, followed when ``torch.set_num_threads`` changes it)
 replaces torch for ``predict``. The rest is unchanged: the span getter, the tokenizer and
-alignment, the length buckets of ``TransformerModel.v1``
-(:mod:`spacy_ner_project.components.length_buckets`), the NER.
+alignment, the NER.
+
+* Packed (a BERT backbone with ``TransformerModel.v1``'s ``packed_inference`` on, the default):
+  the exported graph is the backbone's
+  :class:`~spacy_ner_project.components.packed_bert.PackedEncoder`, which takes the batch's real
+  word pieces packed into one row, computes every product on those alone and pads only inside
+  self-attention (all windows of a call in one group): one session call per batch, no padding
+  through the linear layers, as torch's packed inference. Batches that cannot be packed (padded
+  on the left) run the padded graph below.
+* Padded (other backbones, or ``packed_inference = false``): the module itself on spacy-transformers'
+  padded batches, in ``TransformerModel.v1``'s length buckets
+  (:mod:`spacy_ner_project.components.length_buckets`).
 
 * float32 (the default): ONNX Runtime's own float32 kernels, its graph optimisations on. On the
   tiny pipeline of ``tests/test_onnx_runtime.py`` the hidden states match torch's float32 within
@@ -38,7 +48,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy
 import torch
@@ -52,6 +62,7 @@ from spacy_ner_project.components.after_loading import apply_once_loaded, transf
 from spacy_ner_project.components.backbone_shim import BackboneShim
 from spacy_ner_project.components.length_buckets import predict_in_buckets
 from spacy_ner_project.components.onnx_export import cached_backbone, default_cache_dir, import_onnxruntime
+from spacy_ner_project.components.packed_bert import PackedEncoder, PackedLayout, is_packable, packed_layout, with_pooler
 
 PURPOSE = "the ONNX Runtime backbone"
 
@@ -101,20 +112,36 @@ def _feed(names: list[str], kwargs: dict[str, Any]) -> dict[str, numpy.ndarray]:
 
 
 class OnnxBackboneShim(BackboneShim):
-    """:class:`BackboneShim` whose ``predict`` runs an ONNX Runtime session of the backbone."""
+    """:class:`BackboneShim` whose ``predict`` runs an ONNX Runtime session of the backbone:
+    of its packed encoder where the shim's ``packed_inference`` is on and the backbone is a
+    BERT (:mod:`spacy_ner_project.components.packed_bert`), else of the module itself on padded
+    batches (in length buckets unless ``bucket_call_cost`` is None)."""
 
     onnx_settings: OnnxSettings = OnnxSettings()
-    onnx_path: Optional[Path] = None
-    _session: Any = None
+    # open sessions by layout (packed or not) with their model files; None: none open
+    _sessions: Optional[Dict[bool, Tuple[Path, Any]]] = None
     _session_threads: int = 0
 
-    def session(self) -> Any:
-        """The ONNX Runtime session, exported (or read from the cache) and opened when there is
-        none, or opened again when it should follow torch's thread count and that changed."""
+    def packs(self) -> bool:
+        """Whether batches run packed (a packed batch that cannot be, e.g. padded on the left,
+        still runs padded)."""
+        return self.packed_inference and self._model is not None and is_packable(self._model)
+
+    @property
+    def onnx_path(self) -> Optional[Path]:
+        """The model file of the open session of this shim's layout (None: not open)."""
+        opened = (self._sessions or {}).get(self.packs())
+        return opened[0] if opened else None
+
+    def session(self, *, packed: Optional[bool] = None) -> Any:
+        """The ONNX Runtime session of the ``packed`` layout (None: the shim's own), exported (or
+        read from the cache) and opened when there is none, or opened again when it should
+        follow torch's thread count and that changed."""
+        packed = self.packs() if packed is None else packed
         threads = self.onnx_settings.threads or torch.get_num_threads()
-        if self._session is not None and threads != self._session_threads:
-            self._session = None
-        if self._session is None:
+        if self._sessions is None or threads != self._session_threads:
+            self._sessions, self._session_threads = {}, threads
+        if packed not in self._sessions:
             if self._model is None:
                 raise ValueError("The transformer has no weights yet: nothing to run in ONNX Runtime.")
             if self.device.type != "cpu":
@@ -123,23 +150,31 @@ class OnnxBackboneShim(BackboneShim):
                     "without spacy_ner_project.onnx_backbone.v1 on a GPU."
                 )
             settings = self.onnx_settings
-            self.onnx_path = cached_backbone(
+            path = cached_backbone(
                 self._model, tokenizer=self._hfmodel.tokenizer, int8=settings.int8,
-                cache_dir=settings.cache_dir or default_cache_dir(),
+                cache_dir=settings.cache_dir or default_cache_dir(), packed=packed,
             )
-            self._session = open_session(self.onnx_path, threads=threads)
-            self._session_threads = threads
-        return self._session
+            self._sessions[packed] = (path, open_session(path, threads=threads))
+        return self._sessions[packed][1]
 
     def predict(self, inputs: ArgsKwargs) -> Any:
+        if inputs.args:
+            raise ValueError("The ONNX backbone takes keyword inputs only (spacy-transformers' input_ids, attention_mask, ...).")
+        layout = packed_layout(inputs.kwargs) if self.packs() else None
+        if layout is not None:
+            return self._run_packed(layout, inputs.kwargs)
         if self.bucket_call_cost is None:
             return self._run(inputs)
         return predict_in_buckets(self._run, inputs, call_cost=self.bucket_call_cost)
 
+    def _run_packed(self, layout: PackedLayout, kwargs: Dict[str, Any]) -> Any:
+        feed = {name: value.detach().cpu().numpy() for name, value in PackedEncoder.inputs(layout, kwargs).items()}
+        (hidden,) = self.session(packed=True).run([PackedEncoder.OUTPUT], feed)
+        with torch.no_grad():  # the pooler (one row per window) in torch
+            return with_pooler(self._model, layout.unpack(torch.from_numpy(hidden[0])))
+
     def _run(self, inputs: ArgsKwargs) -> BaseModelOutput:
-        if inputs.args:
-            raise ValueError("The ONNX backbone takes keyword inputs only (spacy-transformers' input_ids, attention_mask, ...).")
-        session = self.session()
+        session = self.session(packed=False)
         names = [output.name for output in session.get_outputs()]
         values = session.run(names, _feed([i.name for i in session.get_inputs()], inputs.kwargs))
         outputs = {name: torch.from_numpy(value) for name, value in zip(names, values)}
@@ -149,16 +184,16 @@ class OnnxBackboneShim(BackboneShim):
 
     def from_bytes(self, bytes_data: bytes) -> "OnnxBackboneShim":
         super().from_bytes(bytes_data)
-        self._session = None  # other weights: export (or find) them on the next prediction
+        self._sessions = None  # other weights: export (or find) them on the next prediction
         return self
 
     def finish_update(self, optimizer: Optimizer) -> None:
         super().finish_update(optimizer)
-        self._session = None  # the torch weights changed
+        self._sessions = None  # the torch weights changed
 
     def __getstate__(self) -> dict[str, Any]:  # sessions do not pickle; reopened on the next prediction
         state = self.__dict__.copy()
-        state["_session"] = None
+        state["_sessions"] = None
         return state
 
 
@@ -190,7 +225,7 @@ def use_onnx_runtime(model: Model, *, settings: OnnxSettings = OnnxSettings()) -
     if not isinstance(shim, OnnxBackboneShim) or shim.onnx_settings != settings:
         shim.__class__ = OnnxBackboneShim
         shim.onnx_settings = settings
-        shim._session = None
+        shim._sessions = None
     shim.session()
     assert shim.onnx_path is not None
     return shim.onnx_path
@@ -209,7 +244,7 @@ def onnx_model_files(nlp: Language) -> list[Optional[Path]]:
     files = []
     for component in transformer_components(nlp, purpose=PURPOSE):
         shim = component.model.layers[0].shims[0]
-        files.append(shim.onnx_path if isinstance(shim, OnnxBackboneShim) and shim._session is not None else None)
+        files.append(shim.onnx_path if isinstance(shim, OnnxBackboneShim) else None)
     return files
 
 

@@ -21,6 +21,10 @@ tried and was slower (PyTorch's CPU flash attention, MiniLM's 32-wide heads).
 it is): a module that is not a Hugging Face ``BertModel`` encoder with absolute positions,
 inputs other than ``input_ids``/``attention_mask``/``token_type_ids``, masks not padded on the
 right or with an empty row, or outputs asked beyond the last hidden state and the pooler.
+
+:class:`PackedEncoder` is the same computation as one traceable module (all windows in one
+attention group, since an exported graph cannot loop over groups): the ONNX Runtime backbone
+exports it (:mod:`spacy_ner_project.components.onnx_runtime`).
 """
 
 from __future__ import annotations
@@ -44,14 +48,12 @@ _INPUTS = frozenset({"input_ids", "attention_mask", "token_type_ids"})
 
 @dataclass(frozen=True)
 class _Group:
-    """One attention call: ``rows`` windows padded to ``width``.
+    """One attention call: windows padded to the group's widest.
 
-    ``gather``: for each padded position, its row in the packed matrix (padding reads row 0,
-    masked out as a key, dropped as a query); ``real``: the padded positions that are real;
-    ``target``: their rows in the packed matrix; ``mask``: the additive key mask."""
+    ``gather`` ``(rows, width)``: for each padded position, its row in the packed matrix (padding
+    reads row 0, masked out as a key, dropped as a query); ``real``: the padded positions that
+    are real (flat); ``target``: their rows in the packed matrix; ``mask``: the additive key mask."""
 
-    rows: int
-    width: int
     gather: torch.Tensor
     real: torch.Tensor
     target: torch.Tensor
@@ -74,16 +76,37 @@ def is_packable(module: torch.nn.Module) -> bool:
     )
 
 
-def packed_forward(
-    module: torch.nn.Module,
-    inputs: Mapping[str, Any],
-    *,
-    attention_call_cost: int = DEFAULT_ATTENTION_CALL_COST,
-) -> Optional[Any]:
-    """``module(**inputs)`` in eval mode computed on the real positions only, or None where that
-    does not apply (see the module docstring). Inference only (call it under ``torch.no_grad()``):
-    it runs no dropout whatever the module's mode."""
-    if not is_packable(module) or set(inputs) - _INPUTS:
+@dataclass(frozen=True)
+class PackedLayout:
+    """Where the real positions of a right-padded ``(rows, width)`` batch are: ``packed``, their
+    indices in the row-major flattened batch, in order; ``lengths``, each row's count."""
+
+    rows: int
+    width: int
+    lengths: torch.Tensor
+    packed: torch.Tensor
+
+    def select(self, padded: torch.Tensor) -> torch.Tensor:
+        """A ``(rows, width)`` input's values at the real positions, packed."""
+        return padded.flatten().index_select(0, self.packed)
+
+    def positions(self) -> torch.Tensor:
+        """Each real position's index within its row (BERT's absolute position ids)."""
+        return self.packed % self.width
+
+    def unpack(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Packed ``(positions, hidden)`` rows back in the padded ``(rows, width, hidden)`` batch,
+        zeros at the padding."""
+        out = hidden.new_zeros(self.rows * self.width, hidden.shape[-1])
+        out.index_copy_(0, self.packed, hidden)
+        return out.view(self.rows, self.width, -1)
+
+
+def packed_layout(inputs: Mapping[str, Any]) -> Optional[PackedLayout]:
+    """The layout of a backbone's keyword inputs, or None where they cannot be packed: inputs
+    other than ``input_ids``/``attention_mask``/``token_type_ids``, no 2-d ids and mask of one
+    shape, an empty batch or row, or a mask not padded on the right."""
+    if set(inputs) - _INPUTS:
         return None
     input_ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
     if not isinstance(input_ids, torch.Tensor) or not isinstance(mask, torch.Tensor) or input_ids.dim() != 2:
@@ -96,30 +119,85 @@ def packed_forward(
     real = steps[None, :] < lengths[:, None]
     if rows == 0 or int(lengths.min()) == 0 or not torch.equal(mask.bool(), real):
         return None
-    packed = real.flatten().nonzero().squeeze(1)
-    hidden = _embed(module, input_ids, inputs.get("token_type_ids"), packed=packed, width=width)
-    groups = _groups(lengths, attention_call_cost=attention_call_cost)
+    return PackedLayout(rows, width, lengths, real.flatten().nonzero().squeeze(1))
+
+
+def packed_forward(
+    module: torch.nn.Module,
+    inputs: Mapping[str, Any],
+    *,
+    attention_call_cost: int = DEFAULT_ATTENTION_CALL_COST,
+) -> Optional[Any]:
+    """``module(**inputs)`` in eval mode computed on the real positions only, or None where that
+    does not apply (see the module docstring). Inference only (call it under ``torch.no_grad()``):
+    it runs no dropout whatever the module's mode."""
+    layout = packed_layout(inputs) if is_packable(module) else None
+    if layout is None:
+        return None
+    hidden = _embed(module, *packed_ids(layout, inputs))
+    groups = _groups(layout.lengths, attention_call_cost=attention_call_cost)
     for layer in module.encoder.layer:
         hidden = _layer(layer, hidden, groups)
-    out = hidden.new_zeros(rows * width, hidden.shape[-1])
-    out.index_copy_(0, packed, hidden)
-    last = out.view(rows, width, -1)
+    return with_pooler(module, layout.unpack(hidden))
+
+
+def packed_ids(layout: PackedLayout, inputs: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The packed word-piece ids, position ids and token type ids (zeros where there are none)."""
+    ids = layout.select(inputs["input_ids"])
+    token_type_ids = inputs.get("token_type_ids")
+    types = torch.zeros_like(ids) if token_type_ids is None else layout.select(token_type_ids)
+    return ids, layout.positions(), types
+
+
+def with_pooler(module: torch.nn.Module, last: torch.Tensor) -> Any:
+    """The module's output record for the last hidden state ``last``: its pooler (if any) on it."""
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
     pooled = module.pooler(last) if module.pooler is not None else None
     return BaseModelOutputWithPoolingAndCrossAttentions(last_hidden_state=last, pooler_output=pooled)
 
 
-def _embed(module: torch.nn.Module, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor], *,
-           packed: torch.Tensor, width: int) -> torch.Tensor:
-    """BertEmbeddings on the packed positions: word + absolute position + token type, layer norm."""
+class PackedEncoder(torch.nn.Module):
+    """A ``BertModel``'s embeddings and encoder on packed positions with one attention group,
+    every window padded to the widest: the graph the ONNX Runtime backbone exports
+    (:mod:`spacy_ner_project.components.onnx_export`), where a call cannot loop over groups.
+
+    Inputs carry a leading axis of 1 (so the exported products are ``MatMul``, which ONNX
+    Runtime's dynamic quantisation turns int8): ``ids``, ``positions``, ``types`` ``(1, n)``;
+    ``gather`` ``(rows, width)``, each padded position's packed index (padding: 0);
+    ``mask`` ``(rows, 1, 1, width)``, additive; ``real`` ``(n,)``, the real positions among the
+    ``rows * width`` padded ones. Output: the last hidden state ``(1, n, hidden)``."""
+
+    INPUTS = ("ids", "positions", "types", "gather", "mask", "real")
+    OUTPUT = "last_hidden_state"
+    AXES = {"ids": {1: "n"}, "positions": {1: "n"}, "types": {1: "n"}, "gather": {0: "rows", 1: "width"},
+            "mask": {0: "rows", 3: "width"}, "real": {0: "n"}, OUTPUT: {1: "n"}}
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    @classmethod
+    def inputs(cls, layout: PackedLayout, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The encoder's inputs, by name, for a batch of backbone ``inputs`` laid out as ``layout``."""
+        ids, positions, types = packed_ids(layout, inputs)
+        gather, mask, real = one_group(layout)
+        values = (ids[None], positions[None], types[None], gather, mask, real)
+        return dict(zip(cls.INPUTS, values))
+
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, types: torch.Tensor, gather: torch.Tensor,
+                mask: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        hidden = _embed(self.module, ids, positions, types)
+        for layer in self.module.encoder.layer:
+            qkv = _qkv(layer.attention.self, hidden)
+            context = _attend(layer.attention.self, qkv, gather, mask).index_select(-2, real)
+            hidden = _feed_forward(layer, context, hidden)
+        return hidden
+
+
+def _embed(module: torch.nn.Module, ids: torch.Tensor, positions: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+    """BertEmbeddings on packed positions: word + absolute position + token type, layer norm."""
     embeddings = module.embeddings
-    ids = input_ids.flatten().index_select(0, packed)
-    positions = packed % width
-    if token_type_ids is None:
-        types = torch.zeros_like(ids)
-    else:
-        types = token_type_ids.flatten().index_select(0, packed)
     summed = (
         embeddings.word_embeddings(ids)
         + embeddings.position_embeddings(positions)
@@ -134,16 +212,28 @@ def _groups(lengths: torch.Tensor, *, attention_call_cost: int) -> List[_Group]:
     groups = []
     for bucket in length_buckets(lengths.tolist(), call_cost=attention_call_cost):
         index = torch.tensor(bucket, device=lengths.device)
-        own = lengths.index_select(0, index)
-        width = int(own.max())
-        steps = torch.arange(width, device=lengths.device)
-        real = steps[None, :] < own[:, None]
-        gather = torch.where(real, starts.index_select(0, index)[:, None] + steps[None, :], 0).flatten()
-        kept = real.flatten().nonzero().squeeze(1)
-        mask = torch.zeros(len(bucket), 1, 1, width, device=lengths.device)
-        mask.masked_fill_(~real[:, None, None, :], torch.finfo(torch.float32).min)
-        groups.append(_Group(len(bucket), width, gather, kept, gather.index_select(0, kept), mask))
+        gather, kept, mask = _padded(lengths.index_select(0, index), starts.index_select(0, index))
+        groups.append(_Group(gather, kept, gather.flatten().index_select(0, kept), mask))
     return groups
+
+
+def one_group(layout: PackedLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:class:`PackedEncoder`'s ``gather``, ``mask`` and ``real``: all windows in one attention
+    group, padded as in the batch (so the real padded positions are the layout's own)."""
+    gather, _, mask = _padded(layout.lengths, torch.cumsum(layout.lengths, 0) - layout.lengths)
+    return gather, mask, layout.packed
+
+
+def _padded(lengths: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows of ``lengths`` whose packed rows begin at ``starts``, padded to the longest:
+    each padded position's packed row (padding: 0), the real padded positions (flat) and the
+    additive key mask."""
+    steps = torch.arange(int(lengths.max()), device=lengths.device)
+    real = steps[None, :] < lengths[:, None]
+    gather = torch.where(real, starts[:, None] + steps[None, :], 0)
+    mask = torch.zeros(len(lengths), 1, 1, len(steps), device=lengths.device)
+    mask.masked_fill_(~real[:, None, None, :], torch.finfo(torch.float32).min)
+    return gather, real.flatten().nonzero().squeeze(1), mask
 
 
 def _qkv(attention: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -154,22 +244,37 @@ def _qkv(attention: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([part.weight for part in parts])
         bias = torch.cat([part.bias for part in parts]) if all(p.bias is not None for p in parts) else None
         return F.linear(hidden, weight, bias)
-    return torch.cat([part(hidden) for part in parts], dim=1)
+    return torch.cat([part(hidden) for part in parts], dim=-1)
 
 
-def _layer(layer: torch.nn.Module, hidden: torch.Tensor, groups: List[_Group]) -> torch.Tensor:
-    """One BertLayer on packed positions (eval mode: no dropout)."""
-    attention = layer.attention.self
+def _attend(attention: torch.nn.Module, qkv: torch.Tensor, gather: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Self-attention of one group: ``gather`` ``(rows, width)`` picks each padded position's
+    packed row of ``qkv`` (``(..., n, 3 x hidden)``); returns the context of every padded position,
+    ``(..., rows x width, hidden)``."""
     heads, size = attention.num_attention_heads, attention.attention_head_size
-    qkv = _qkv(attention, hidden)
-    context = qkv.new_empty(hidden.shape[0], heads * size)
-    for group in groups:
-        q, k, v = qkv.index_select(0, group.gather).view(group.rows, group.width, 3, heads, size).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=group.mask.to(q.dtype))
-        out = out.transpose(1, 2).reshape(group.rows * group.width, heads * size)
-        context.index_copy_(0, group.target, out.index_select(0, group.real).to(context.dtype))
+    rows, width = gather.shape
+    picked = qkv.index_select(-2, gather.flatten())
+    q, k, v = picked.reshape(rows, width, 3, heads, size).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+    return out.transpose(1, 2).reshape(*qkv.shape[:-2], rows * width, heads * size)
+
+
+def _feed_forward(layer: torch.nn.Module, context: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The rest of a BertLayer after self-attention: output projection, residual and layer norm,
+    the intermediate layer, residual and layer norm (eval mode: no dropout)."""
     projected = layer.attention.output
     hidden = projected.LayerNorm(projected.dense(context) + hidden)
     intermediate = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
     output = layer.output
     return output.LayerNorm(output.dense(intermediate) + hidden)
+
+
+def _layer(layer: torch.nn.Module, hidden: torch.Tensor, groups: List[_Group]) -> torch.Tensor:
+    """One BertLayer on packed positions, attention group by group (eval mode: no dropout)."""
+    attention = layer.attention.self
+    qkv = _qkv(attention, hidden)
+    context = qkv.new_empty(hidden.shape[0], attention.num_attention_heads * attention.attention_head_size)
+    for group in groups:
+        out = _attend(attention, qkv, group.gather, group.mask)
+        context.index_copy_(0, group.target, out.index_select(0, group.real).to(context.dtype))
+    return _feed_forward(layer, context, hidden)

@@ -23,6 +23,7 @@ import spacy
 import torch
 from spacy.language import Language
 from thinc.api import Adam
+from thinc.types import ArgsKwargs
 from test_quantize import TEXTS, fit_tiny, tiny_pipeline  # tests/test_quantize.py
 
 from spacy_ner_project.errors import UserError
@@ -124,6 +125,50 @@ def test_float32_matches_torch_within_tolerance_and_keeps_entities(trained: Path
     print(f"ONNX Runtime float32 vs torch: largest absolute difference {largest:.2e}")
     assert largest > 0  # another runtime's kernels: not the torch module called again
     assert corpus_entities(nlp) == corpus_entities(torch_nlp)  # nlp.pipe: batches in length buckets
+
+
+PADDED = {"components": {"transformer": {"model": {"packed_inference": False}}}}
+
+
+def model_inputs(path: Path) -> list[str]:
+    import onnx
+
+    return [value.name for value in onnx.load(str(path)).graph.input]
+
+
+@needs_onnx
+def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Path) -> None:
+    """The default runs the packed encoder graph (one call per batch, no padding computed); with
+    packed_inference off, the module's own graph on padded batches. Same hidden states at the
+    real positions, zeros at the padding, the same entities: nlp.pipe batches texts of
+    different lengths, so the packed run unpacks into padded windows."""
+    from spacy_ner_project.components.onnx_runtime import onnx_model_files
+    from spacy_ner_project.components.packed_bert import PackedEncoder
+
+    packed = spacy.load(trained, config=onnx_config(cache))
+    padded = spacy.load(trained, config={**onnx_config(cache), **PADDED})
+    (packed_file,), (padded_file,) = onnx_model_files(packed), onnx_model_files(padded)
+    assert model_inputs(packed_file) == list(PackedEncoder.INPUTS)
+    assert model_inputs(padded_file)[:2] == ["input_ids", "attention_mask"]
+    shim = backbone_shim(packed)
+    calls = []
+    run = shim.session(packed=True).run
+    shim.session(packed=True).run = lambda *args, **kwargs: calls.append(1) or run(*args, **kwargs)
+    texts = CORPUS * 2
+    docs = list(packed.pipe(texts, batch_size=len(texts)))
+    assert calls and len(calls) <= 2  # one call per batch of windows (max_batch_items may split it)
+    assert [tuple((e.text, e.label_) for e in doc.ents) for doc in docs] == corpus_entities(padded, texts)
+    for doc, other in zip(docs, padded.pipe(texts, batch_size=len(texts))):
+        ours = doc._.trf_data.model_output["last_hidden_state"]
+        theirs = other._.trf_data.model_output["last_hidden_state"]
+        real = doc._.trf_data.wordpieces.attention_mask.astype(bool)
+        numpy.testing.assert_allclose(ours[real], theirs[real], atol=ATOL, rtol=RTOL)
+        assert not ours[~real].any()
+    # a batch that cannot be packed (padded on the left) runs the padded graph
+    assert shim.predict(ArgsKwargs(args=(), kwargs={
+        "input_ids": torch.tensor([[0, 101, 7592, 102]]), "attention_mask": torch.tensor([[0, 1, 1, 1]])})
+    ).last_hidden_state.shape == (1, 4, 384)
+    assert shim._sessions is not None and set(shim._sessions) == {True, False}
 
 
 @needs_onnx
