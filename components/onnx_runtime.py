@@ -118,6 +118,7 @@ class OnnxBackboneShim(BackboneShim):
     batches (in length buckets unless ``bucket_call_cost`` is None)."""
 
     onnx_settings: OnnxSettings = OnnxSettings()
+    packed_call_cost: Optional[int] = None
     # open sessions by layout (packed or not) with their model files; None: none open
     _sessions: Optional[Dict[bool, Tuple[Path, Any]]] = None
     _session_threads: int = 0
@@ -160,12 +161,17 @@ class OnnxBackboneShim(BackboneShim):
     def predict(self, inputs: ArgsKwargs) -> Any:
         if inputs.args:
             raise ValueError("The ONNX backbone takes keyword inputs only (spacy-transformers' input_ids, attention_mask, ...).")
-        layout = packed_layout(inputs.kwargs) if self.packs() else None
-        if layout is not None:
-            return self._run_packed(layout, inputs.kwargs)
+        if self.packs() and packed_layout(inputs.kwargs) is not None:
+            if self.packed_call_cost is None:
+                return self._run_any(inputs)
+            return predict_in_buckets(self._run_any, inputs, call_cost=self.packed_call_cost)
         if self.bucket_call_cost is None:
             return self._run(inputs)
         return predict_in_buckets(self._run, inputs, call_cost=self.bucket_call_cost)
+
+    def _run_any(self, inputs: ArgsKwargs) -> Any:
+        layout = packed_layout(inputs.kwargs)
+        return self._run(inputs) if layout is None else self._run_packed(layout, inputs.kwargs)
 
     def _run_packed(self, layout: PackedLayout, kwargs: Dict[str, Any]) -> Any:
         feed = {name: value.detach().cpu().numpy() for name, value in PackedEncoder.inputs(layout, kwargs).items()}

@@ -164,6 +164,11 @@ def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Pa
         real = doc._.trf_data.wordpieces.attention_mask.astype(bool)
         numpy.testing.assert_allclose(ours[real], theirs[real], atol=ATOL, rtol=RTOL)
         assert not ours[~real].any()
+    shim.packed_call_cost = 0  # packed calls in length buckets: every length its own call
+    calls.clear()
+    assert corpus_entities(packed, texts) == corpus_entities(padded, texts)
+    assert len(calls) > 2
+    shim.packed_call_cost = None
     # a batch that cannot be packed (padded on the left) runs the padded graph
     assert shim.predict(ArgsKwargs(args=(), kwargs={
         "input_ids": torch.tensor([[0, 101, 7592, 102]]), "attention_mask": torch.tensor([[0, 1, 1, 1]])})
