@@ -65,6 +65,14 @@ from spacy_ner_project.components.onnx_export import cached_backbone, default_ca
 from spacy_ner_project.components.packed_bert import PackedEncoder, PackedLayout, is_packable, packed_layout, with_pooler
 
 PURPOSE = "the ONNX Runtime backbone"
+# Packed batches run in length buckets (spacy_ner_project.buckets) at this call cost, in positions:
+# one call pads every window's attention to the batch's longest (ONNX Runtime's attention runs in
+# float32 beside int8 products, so that padding is dear), while each call costs a fixed overhead.
+# Ad hoc, 2 AMD EPYC cores, the default pipeline at 2,800 steps, int8, 12,010 CoNLL test words,
+# 5-7 interleaved rounds against HF's best: one call per batch 1.44x, 16: 1.45x, 64: 1.58x,
+# 256: 1.59-1.65x; padded windows in buckets 1.47-1.75x at 256, 1.63x at 64 (the host's noise
+# spans most of these): benchmarks/inference_profile.md times the rows' backbones.
+DEFAULT_PACKED_CALL_COST = 64
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class OnnxBackboneShim(BackboneShim):
     batches (in length buckets unless ``bucket_call_cost`` is None)."""
 
     onnx_settings: OnnxSettings = OnnxSettings()
-    packed_call_cost: Optional[int] = None
+    packed_call_cost: Optional[int] = DEFAULT_PACKED_CALL_COST  # None: one call per batch
     # open sessions by layout (packed or not) with their model files; None: none open
     _sessions: Optional[Dict[bool, Tuple[Path, Any]]] = None
     _session_threads: int = 0

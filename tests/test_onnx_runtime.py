@@ -138,11 +138,12 @@ def model_inputs(path: Path) -> list[str]:
 
 @needs_onnx
 def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Path) -> None:
-    """The default runs the packed encoder graph (one call per batch, no padding computed); with
+    """The default runs the packed encoder graph (no padding through the linear layers; calls in
+    length buckets, or one per batch); with
     packed_inference off, the module's own graph on padded batches. Same hidden states at the
     real positions, zeros at the padding, the same entities: nlp.pipe batches texts of
     different lengths, so the packed run unpacks into padded windows."""
-    from spacy_ner_project.components.onnx_runtime import onnx_model_files
+    from spacy_ner_project.components.onnx_runtime import DEFAULT_PACKED_CALL_COST, onnx_model_files
     from spacy_ner_project.components.packed_bert import PackedEncoder
 
     packed = spacy.load(trained, config=onnx_config(cache))
@@ -151,6 +152,8 @@ def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Pa
     assert model_inputs(packed_file) == list(PackedEncoder.INPUTS)
     assert model_inputs(padded_file)[:2] == ["input_ids", "attention_mask"]
     shim = backbone_shim(packed)
+    assert shim.packed_call_cost == DEFAULT_PACKED_CALL_COST
+    shim.packed_call_cost = None  # one call per batch: every window's attention padded to the longest
     calls = []
     run = shim.session(packed=True).run
     shim.session(packed=True).run = lambda *args, **kwargs: calls.append(1) or run(*args, **kwargs)
@@ -168,7 +171,7 @@ def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Pa
     calls.clear()
     assert corpus_entities(packed, texts) == corpus_entities(padded, texts)
     assert len(calls) > 2
-    shim.packed_call_cost = None
+    shim.packed_call_cost = DEFAULT_PACKED_CALL_COST
     # a batch that cannot be packed (padded on the left) runs the padded graph
     assert shim.predict(ArgsKwargs(args=(), kwargs={
         "input_ids": torch.tensor([[0, 101, 7592, 102]]), "attention_mask": torch.tensor([[0, 1, 1, 1]])})
