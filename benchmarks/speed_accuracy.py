@@ -76,7 +76,9 @@ from inference_speed import (  # benchmarks/inference_speed.py
     read_inputs,
     time_words_per_second,
 )
-from inference_speed_levers import ONNX, QUANTIZE, Entities, backbone_shim, entities, onnx_runtime_version
+from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
+    ONNX, QUANTIZE, Entities, backbone_shim, entities, onnx_runtime_version, trained_windows,
+)
 
 SHIPPED_CONFIGS = {"trf": ROOT / "configs" / "ner_trf.cfg", "cnn": ROOT / "configs" / "ner_cnn.cfg"}
 TRF_DEFAULT = "trf"  # the key of the row every F1 change is measured against
@@ -115,12 +117,16 @@ def trf_variants(path: Path, *, onnx: bool, name: str = "transformer, default") 
     if onnx:
         variants += [System("trf-onnx", "transformer, ONNX Runtime fp32", path, "trf", onnx_override(int8=False)),
                      System("trf-onnx-int8", "transformer, ONNX Runtime int8", path, "trf", onnx_override(int8=True))]
+    variants.append(System("trf-int8", "transformer, torch int8", path, "trf", {"nlp": QUANTIZE}))
+    windows = trained_windows(path)
+    if windows is None or windows[1] >= windows[0]:  # e.g. sentence windows: no overlap to take away
+        return variants
     no_overlap = {"components": {"transformer": {"model": {"get_spans": {"stride": WINDOW}}}}}
+    # windows that do not overlap (stride = window, set at load time): fewer positions per word piece
     return variants + [
-        System("trf-int8", "transformer, torch int8", path, "trf", {"nlp": QUANTIZE}),
-        # windows that do not overlap (stride = window, set at load time): fewer positions per word piece
         System("trf-no-overlap", f"transformer, windows without overlap ({WINDOW}/{WINDOW})", path, "trf", no_overlap),
     ]
+
 
 
 def trained_variants(label: str, path: Path, *, onnx: bool, key: Optional[str] = None) -> list[System]:
