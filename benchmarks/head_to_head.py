@@ -14,7 +14,16 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], round_index: int) -> list[T]:
+    """``items`` in the order of round ``round_index``: shifted left by the round's index, so that
+    over ``len(items)`` rounds each item runs in each place once."""
+    shift = round_index % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,7 @@ def head_to_head(contenders: Sequence[Contender], *, anchor: str, words: int, ro
         contender.run(contender.warmup)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
-        shift = round_index % len(contenders)
-        for contender in [*contenders[shift:], *contenders[:shift]]:
+        for contender in rotated(contenders, round_index):
             start = time.perf_counter()
             contender.run(contender.texts)
             seconds[contender.name].append(time.perf_counter() - start)

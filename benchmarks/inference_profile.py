@@ -68,6 +68,7 @@ from spacy_ner_project.components.onnx_runtime import DEFAULT_PACKED_CALL_COST, 
 from spacy_ner_project.components.precision import cpu_supports_bf16
 
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
+from head_to_head import rotated  # benchmarks/head_to_head.py
 from inference_speed import CONLL, hf_tagger, read_inputs  # benchmarks/inference_speed.py
 from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
     Entities, backbone_shim, config_batch_items, entities, load, onnx_runtime_version, trained_windows, windows_label,
@@ -206,8 +207,7 @@ def profile(jobs: Sequence[Job], *, repeats: int) -> list[dict[str, Any]]:
     walls: dict[str, list[float]] = {job.name: [] for job in jobs}
     logs: dict[str, list[BackboneLog]] = {job.name: [] for job in jobs}
     for repeat in range(repeats):
-        shift = repeat % len(jobs)
-        for job in [*jobs[shift:], *jobs[:shift]]:
+        for job in rotated(jobs, repeat):
             log = BackboneLog()
             with backbone_hooks(job.backbone, log, shim=job.shim):
                 start = time.perf_counter()
