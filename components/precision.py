@@ -22,15 +22,11 @@ from typing import Any, Callable, Tuple
 import torch
 from thinc.api import Model
 
+from spacy_ner_project.hardware import cpu_supports_bf16
+
 logger = logging.getLogger("spacy_ner_project.components.precision")
 
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (oneDNN's own check)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # torch built without oneDNN
-        return False
+__all__ = ["cpu_supports_bf16", "enable_cpu_bf16", "runs_cpu_bf16"]
 
 
 def _to_float32(output: Any) -> Any:

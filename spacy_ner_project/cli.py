@@ -72,6 +72,10 @@ COMMANDS: Dict[str, CommandSpec] = {
         "Train a NER pipeline from a config (spacy train with the project's switches).",
         extra_args=True,
     ),
+    "distil": CommandSpec(
+        "spacy_ner_project.commands.distil:distil_cli",
+        "Distil a transformer pipeline's backbone into fewer layers (the teacher's NER unchanged); resumable.",
+    ),
     "evaluate": CommandSpec(
         "spacy_ner_project.commands.evaluate:evaluate_cli",
         "Score pipelines (directories, packages or config files) on the same gold data with spaCy's and the fuzzy scorer; write one report.",

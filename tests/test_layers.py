@@ -130,6 +130,7 @@ HELP_SHOWS = {
     "package": "--plugin-source",
     "sample": "--gold",
     "silver": "--lang",
+    "distil": "--keep",
 }
 
 
