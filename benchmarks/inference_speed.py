@@ -115,6 +115,10 @@ PADDED = "as loaded, padded windows (before packed inference)"
 TORCH_INT8 = "fastest torch int8 row"
 ONNX_INT8 = "fastest ONNX Runtime int8 row"
 ONNX_INT8_PADDED = "the same on padded windows"
+DISTILLED = "distilled, as loaded"
+DISTILLED_ONNX_INT8 = "distilled, ONNX Runtime int8"
+FAST_RUNTIMES = (TORCH_INT8, ONNX_INT8, DISTILLED_ONNX_INT8)  # the opt-in fast runtimes the goal reads
+GOAL_FAST_RUNTIME_F1_LOSS = 0.3  # issue 24: dev F1 the fast runtime may lose against the pipeline in float32
 GOAL_FAST_RUNTIME_RATIO = 2.0  # issue 24: the fastest int8 row (torch or ONNX Runtime) vs HF best
 GOAL_AS_LOADED_RATIO = 1.3  # issue 24: the pipeline as spacy.load gives it, on documents, vs HF best
 Row = dict[str, Any]
@@ -269,6 +273,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hf-batch-sizes", type=int, nargs="+", default=[8, 16, 32],
                         help="HF pipeline batch sizes, for sentences and for chunks")
     parser.add_argument("--hf-chunk-words", type=int, default=100, help="CoNLL words per HF document chunk")
+    parser.add_argument("--distilled", type=Path,
+                        help="a pipeline distilled from --pipeline (python -m spacy_ner_project distil): it joins the head "
+                             "to head as loaded and on ONNX Runtime int8, its F1 is scored against --pipeline's float32, "
+                             "and it can be the fast runtime")
     parser.add_argument("--note", default="", help="where the pipeline comes from (printed in the .md)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "inference_speed")
     parser.add_argument("--render-only", action="store_true", help="write <output>.md again from <output>.json")
@@ -297,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         "pipeline": {"path": relative(pipeline_path), "note": args.note, "trained_windows": windows,
                      "windows": windows_label(pipeline_path),
                      **_meta(pipeline_path)},
+        **({"distilled": {"path": relative(args.distilled), **_meta(args.distilled), **_distillation(args.distilled)}}
+           if args.distilled else {}),
         "input": {"file": relative(args.text), "documents": len(documents), "sentences": len(inputs.sentences),
                   "words": inputs.words, "unit": "words = CoNLL tokens", "hf_chunk_words": args.hf_chunk_words,
                   "hf_chunks": len(inputs.chunks),
@@ -384,6 +394,15 @@ def main(argv: list[str] | None = None) -> None:
     contenders += [Contender(f"{label}: ours, {describe(setting.changes(default), window=window)}",
                              spacy_runner(pipeline(*setting.variant()), setting), inputs.documents, warm.documents)
                    for label, setting in ours_contenders.items()]
+    distilled: dict[str, Language] = {}
+    if args.distilled:  # the distilled pipeline as it loads, and with the ONNX Runtime int8 row's settings
+        distilled_rows = {DISTILLED: as_loaded}
+        if ONNX_INT8 in ours_contenders:
+            distilled_rows[DISTILLED_ONNX_INT8] = ours_contenders[ONNX_INT8]
+        for label, setting in distilled_rows.items():
+            distilled[setting.precision] = load(args.distilled, setting.precision)
+            contenders.append(Contender(f"{label}: {relative(args.distilled)}, {describe(setting.changes(default), window=window)}",
+                                        spacy_runner(distilled[setting.precision], setting), inputs.documents, warm.documents))
     report["head_to_head"] = head_to_head(contenders, anchor=contenders[0].name, words=inputs.words, rounds=args.rounds)
     for row in report["head_to_head"]["rows"]:
         print(f"head to head: {row['name']:<90} {row['words_per_s']:>9.1f} words/s  "
@@ -393,6 +412,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_f1:
         report["f1"] = f1_report(args.f1_data, pipeline, f1_variants(timed, bf16=bf16, windows=window is not None),
                                  threads=args.threads, window=window)
+        float32 = next(row["ents_f"] for row in report["f1"]["pipelines"] if row["precision"] == "float32" and not row["no_overlap"])
+        if distilled:
+            report["f1"]["distilled"] = distilled_f1(args.f1_data, distilled, float32=float32, threads=args.threads)
+        report["head_to_head"]["f1_delta_vs_float32"] = contender_f1(report["f1"], ours_contenders, distilled_rows if distilled else {})
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -440,6 +463,33 @@ def f1_report(path: Path, pipeline: Callable[[str, bool], Language], variants: S
     return {"data": relative(path), "documents": len(gold), "threads": threads, "pipelines": rows}
 
 
+def distilled_f1(path: Path, pipelines: dict[str, Language], *, float32: float, threads: int) -> list[dict[str, Any]]:
+    """F1 of the distilled pipeline in each precision timed, against the teacher's float32."""
+    gold = read_conll(path).documents
+    torch.set_num_threads(threads)
+    rows = []
+    for precision, nlp in pipelines.items():
+        scores = ents_f(nlp, gold, batch_size=64)
+        rows.append({"precision": precision, "name": f"distilled, {precision}", **scores,
+                     "delta_vs_float32": round(scores["ents_f"] - float32, 2)})
+        print(f"F1 distilled, {precision}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs the teacher's float32)", flush=True)
+    return rows
+
+
+def contender_f1(f1: dict[str, Any], ours: dict[str, Setting], distilled: dict[str, Setting]) -> dict[str, float]:
+    """Each head-to-head contender's dev F1 change against the pipeline in float32, where scored."""
+    scored = {(row["precision"], row["no_overlap"]): row["delta_vs_float32"] for row in f1["pipelines"]}
+    found = {label: scored[setting.variant()] for label, setting in ours.items() if setting.variant() in scored}
+    by_precision = {row["precision"]: row["delta_vs_float32"] for row in f1.get("distilled", [])}
+    found.update({label: by_precision[setting.precision] for label, setting in distilled.items() if setting.precision in by_precision})
+    return found
+
+
+def _distillation(path: Path) -> dict[str, Any]:
+    meta = json.loads((path / "meta.json").read_text())
+    return {"distillation": meta.get("distillation")}
+
+
 def _meta(path: Path) -> dict[str, Any]:
     meta = json.loads((path / "meta.json").read_text())
     return {"pipeline": meta.get("pipeline"), "dev_ents_f": (meta.get("performance") or {}).get("ents_f")}
@@ -474,7 +524,10 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
                             inputs="documents", threads=report["threads"]))
     as_loaded = next((entry(r) for r in ours if r["settings"] == loaded), None)
     duel = {row["name"].split(":")[0]: row for row in report.get("head_to_head", {}).get("rows", [])}
-    duel_int8 = [duel[label] for label in (TORCH_INT8, ONNX_INT8) if label in duel]
+    duel_f1 = report.get("head_to_head", {}).get("f1_delta_vs_float32", {})
+    # the fast runtimes whose dev F1 loss is measured and within the goal's (every one, before F1 was kept per contender)
+    duel_int8 = [duel[label] for label in FAST_RUNTIMES if label in duel
+                 and (not duel_f1 or duel_f1.get(label, -100.0) >= -GOAL_FAST_RUNTIME_F1_LOSS)]
     fastest_int8_duel = max(duel_int8, key=lambda row: row["ratio_vs_anchor"]) if duel_int8 else None
     if duel:  # the goals read the interleaved comparison; the blocks of rows above drift with the load
         as_loaded_goal = duel[AS_LOADED]["ratio_vs_anchor"]
@@ -495,6 +548,9 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "ours_best_without_int8": without_int8,
         "ours_best_int8": with_int8,
         "fast_runtime": fast_runtime,
+        "fast_runtime_head_to_head": ({"name": fastest_int8_duel["name"], "ratio_vs_hf_best": fastest_int8_duel["ratio_vs_anchor"],
+                                       "f1_delta_vs_float32": duel_f1.get(fastest_int8_duel["name"].split(":")[0])}
+                                      if fastest_int8_duel else None),
         "output_checks": {"rows": len(checked),
                           "rows_with_other_entities": [r["name"] for r in checked
                                                        if r["entities_vs_reference"]["texts_differing"]]},
@@ -505,7 +561,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             f"ours int8 >= {GOAL_INT8_WPS:,.0f} words/s": with_int8["words_per_s"] >= GOAL_INT8_WPS,
             **({f"issue 24: the pipeline as it loads, on documents, >= {GOAL_AS_LOADED_RATIO}x HF best{basis}":
                 as_loaded_goal >= GOAL_AS_LOADED_RATIO} if as_loaded_goal is not None else {}),
-            f"issue 24: the fast runtime (int8, torch or ONNX Runtime) >= {GOAL_FAST_RUNTIME_RATIO}x HF best{basis}":
+            f"issue 24: the fast runtime (int8 on torch or ONNX Runtime, or a distilled pipeline) >= "
+            f"{GOAL_FAST_RUNTIME_RATIO}x HF best{basis}, losing <= {GOAL_FAST_RUNTIME_F1_LOSS} dev F1 against float32":
                 fast_goal >= GOAL_FAST_RUNTIME_RATIO,
         },
     }
@@ -553,6 +610,16 @@ def _bounds_lines(bounds: dict[str, Any] | None, goals: dict[str, bool]) -> list
     return lines + [""]
 
 
+def _distilled_line(distilled: dict[str, Any]) -> str:
+    info = distilled.get("distillation") or {}
+    how = (f"its backbone distilled from {info.get('teacher')}'s {info.get('teacher_layers')} layers into "
+           f"{len(info.get('keep', []))} (teacher layers {info.get('keep')}, {info.get('epochs')} epochs on "
+           f"{info.get('windows')} windows of `{info.get('docs')}`, then fine-tuned as its meta says)"
+           if info else "no distillation record in its meta.json")
+    return (f"- Distilled pipeline: `{distilled['path']}` ({distilled['pipeline']}, dev ents_f in its meta.json: "
+            f"{distilled['dev_ents_f']}): {how}.")
+
+
 def _summary_line(label: str, found: dict[str, Any]) -> str:
     f1 = f"; F1 {found['f1_delta_vs_float32']:+.2f} vs float32" if "f1_delta_vs_float32" in found else ""
     return (f"- {label}: {found['words_per_s']:.0f} words/s ({found['name']}); "
@@ -580,6 +647,7 @@ def markdown(report: dict[str, Any], *, bounds: dict[str, Any] | None = None) ->
         "than absolute figures.",
         f"- Pipeline: `{pipe['path']}` ({pipe['pipeline']}, dev ents_f in its meta.json: {pipe['dev_ents_f']}; "
         f"trained windows: {pipe.get('windows', windows)}). {pipe['note']}",
+        *([_distilled_line(report["distilled"])] if "distilled" in report else []),
         f"- Text: `{inp['file']}`, first {inp['documents']} documents = {inp['sentences']} sentences = "
         f"{inp['words']} words. Unit: **words = CoNLL tokens**. Both systems get strings and tokenise them themselves.",
         f"- Each row: one warm-up on the first two documents, then {report['repeats']} timed runs; the median is reported.",
@@ -601,6 +669,11 @@ def markdown(report: dict[str, Any], *, bounds: dict[str, Any] | None = None) ->
         _summary_line("**Ours without int8 (bf16 allowed)**", s["ours_best_without_int8"]),
         _summary_line("**Ours with int8**", s["ours_best_int8"]),
         _summary_line("**The fast runtime (int8 on torch or ONNX Runtime, fastest row)**", s["fast_runtime"]),
+        *([f"- **The fast runtime head to head** (the fastest within {GOAL_FAST_RUNTIME_F1_LOSS} dev F1 of float32): "
+           f"{s['fast_runtime_head_to_head']['name']}; **{s['fast_runtime_head_to_head']['ratio_vs_hf_best']}x** HF best"
+           + (f"; F1 {s['fast_runtime_head_to_head']['f1_delta_vs_float32']:+.2f} vs float32."
+              if s["fast_runtime_head_to_head"].get("f1_delta_vs_float32") is not None else ".")]
+          if s.get("fast_runtime_head_to_head") else []),
         *([] if any(p.startswith("onnx") for p in s["ours_best_by_precision"]) else
           [f"- No ONNX Runtime rows (onnxruntime: {m.get('onnxruntime', 'not recorded')})."]),
         f"- Levers combined (output-preserving, each >= {MIN_GAIN:.0%} faster than documents alone in "
@@ -675,14 +748,19 @@ def _head_to_head_lines(duel: dict[str, Any] | None) -> list[str]:
         "rounds of the system's speed over HF's in the same round (the blocks of rows below drift with the "
         "host's load; these ratios do not). The issue 24 goals above read these.",
         "",
-        "| system | words/s (median) | x HF best (median of rounds) | range over rounds | runs |",
-        "|---|---:|---:|---|---|",
+        "| system | words/s (median) | x HF best (median of rounds) | range over rounds | dev F1 vs float32 | runs |",
+        "|---|---:|---:|---|---:|---|",
     ]
+    f1 = duel.get("f1_delta_vs_float32", {})
     for row in duel["rows"]:
         low, high = row["ratio_range"]
         runs = ", ".join(f"{x:.0f}" for x in row["runs_words_per_s"])
+        delta = f1.get(row["name"].split(":")[0])
         lines.append(f"| {row['name']} | {row['words_per_s']:.0f} | **{row['ratio_vs_anchor']:.2f}** | "
-                     f"{low:.2f}-{high:.2f} | {runs} |")
+                     f"{low:.2f}-{high:.2f} | {'' if delta is None else f'{delta:+.2f}'} | {runs} |")
+    if f1:
+        lines += ["", "*dev F1 vs float32*: the F1 table below, against this pipeline in float32 (the distilled "
+                  "pipeline's too: what a user gives up by choosing it)."]
     return lines + [""]
 
 
@@ -709,6 +787,9 @@ def _f1_lines(f1: dict[str, Any] | None) -> list[str]:
         windows = f"{row['delta_vs_trained_windows']:+.2f}" if "delta_vs_trained_windows" in row else ""
         lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
                      f"{row['delta_vs_float32']:+.2f} | {windows} |")
+    for row in f1.get("distilled", []):
+        lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
+                     f"{row['delta_vs_float32']:+.2f} (vs the teacher's) | |")
     return lines + [""]
 
 

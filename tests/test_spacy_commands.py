@@ -32,6 +32,25 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="module")
+def source_pipeline(corpus: Dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved transformer pipeline (initialised, not trained) for configs that take their
+    components from one (configs/ner_trf_distilled.cfg: paths.distilled)."""
+    config = load_config(ROOT / "configs" / "ner_trf.cfg", overrides={"paths.train": str(corpus["train"]), "paths.dev": str(corpus["dev"])}, interpolate=False)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    docs = list(DocBin().from_disk(corpus["train"]).get_docs(nlp.vocab))[:8]
+    nlp.initialize(lambda: [Example(nlp.make_doc(doc.text), doc) for doc in docs])
+    path = tmp_path_factory.mktemp("source") / "pipeline"
+    nlp.to_disk(path)
+    return path
+
+
+def path_args(config: Path, corpus: Dict[str, Path], source: Path) -> list:
+    """--paths.train/--paths.dev, and --paths.distilled where the config has that path."""
+    args = ["--paths.train", str(corpus["train"]), "--paths.dev", str(corpus["dev"])]
+    return args + (["--paths.distilled", str(source)] if "distilled" in load_config(config, interpolate=False)["paths"] else [])
+
+
 def spacy_command(*args: str) -> str:
     result = subprocess.run([sys.executable, "-m", "spacy", *args], capture_output=True, text=True,
                             env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
@@ -42,16 +61,14 @@ def spacy_command(*args: str) -> str:
 
 
 @pytest.mark.parametrize("config", TRAINED, ids=[path.name for path in TRAINED])
-def test_spacy_debug_data_runs_on_every_trained_config(config: Path, corpus: Dict[str, Path]) -> None:
-    output = spacy_command("debug", "data", str(config), "--paths.train", str(corpus["train"]),
-                           "--paths.dev", str(corpus["dev"]))
+def test_spacy_debug_data_runs_on_every_trained_config(config: Path, corpus: Dict[str, Path], source_pipeline: Path) -> None:
+    output = spacy_command("debug", "data", str(config), *path_args(config, corpus, source_pipeline))
     assert "Training stats" in output and "Named Entity Recognition" in output
 
 
 @pytest.mark.parametrize("config", TRAINED, ids=[path.name for path in TRAINED])
-def test_spacy_debug_config_runs_on_every_trained_config(config: Path, corpus: Dict[str, Path]) -> None:
-    output = spacy_command("debug", "config", str(config), "--paths.train", str(corpus["train"]),
-                           "--paths.dev", str(corpus["dev"]))
+def test_spacy_debug_config_runs_on_every_trained_config(config: Path, corpus: Dict[str, Path], source_pipeline: Path) -> None:
+    output = spacy_command("debug", "config", str(config), *path_args(config, corpus, source_pipeline))
     assert "Config is valid" in output
 
 

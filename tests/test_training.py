@@ -63,6 +63,15 @@ def test_backbone_override_only_for_transformer_configs(tmp_path: Path, capsys, 
     assert capsys.readouterr() == ("", "")
 
 
+def test_no_backbone_override_for_a_transformer_taken_from_a_pipeline(tmp_path: Path, caplog) -> None:
+    config = ROOT / "configs" / "ner_trf_distilled.cfg"
+    with caplog.at_level(logging.INFO, logger="spacy_ner_project"):
+        overrides = training_overrides(config, train=tmp_path, dev=tmp_path, backbone="embedded", max_steps=500)
+    assert "components.transformer.model.name" not in overrides
+    assert overrides["training.optimizer.learn_rate.total_steps"] == 500
+    assert [r.getMessage() for r in caplog.records] == [f"{config} takes its transformer from a trained pipeline: backbone 'embedded' not used"]
+
+
 def test_eval_frequency_never_passes_max_steps(tmp_path: Path) -> None:
     """Else spaCy scores step 0 only and model-best is the untrained pipeline."""
     config = ROOT / "configs" / "ner_cnn.cfg"

@@ -58,9 +58,11 @@ def training_overrides(
         raise UserError(f"{config_path} is not a valid spaCy config ({one_line(str(err))}); fix it or give another config") from err
     overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(dev)}
     if backbone:
-        has_transformer = "transformer" in config.get("components", {})
-        if not has_transformer:
+        transformer = config.get("components", {}).get("transformer")
+        if transformer is None:
             logger.info("%s has no transformer: backbone %r not used", config_path, backbone)
+        elif "source" in transformer:  # a trained transformer, e.g. configs/ner_trf_distilled.cfg: it has its backbone
+            logger.info("%s takes its transformer from a trained pipeline: backbone %r not used", config_path, backbone)
         else:
             overrides[TRANSFORMER_NAME] = backbone
     if max_steps is not None:
