@@ -170,6 +170,10 @@ def markdown(report: dict[str, Any]) -> str:
     for row in report["compare"]:
         lines.append(f"| {row['label']} (`{row['path']}`) | | {row['ents_p']:.2f} | {row['ents_r']:.2f} | "
                      f"{row['ents_f']:.2f} | {row['ents_f'] - base:+.2f} | |")
+    notes = [f"- `{row['path']}`: {row['distillation']['note']}" for row in report["students"]
+             if (row.get("distillation") or {}).get("note")]
+    if notes:
+        lines += ["", "Notes on how a pipeline was made (from its meta.json):", "", *notes]
     return "\n".join(lines + [""])
 
 

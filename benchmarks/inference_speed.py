@@ -548,7 +548,7 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
         "ours_best_without_int8": without_int8,
         "ours_best_int8": with_int8,
         "fast_runtime": fast_runtime,
-        "fast_runtime_head_to_head": ({"name": fastest_int8_duel["name"], "ratio_vs_hf_best": fastest_int8_duel["ratio_vs_anchor"],
+        "fast_runtime_head_to_head": ({"name": fastest_int8_duel["name"], "ratio_vs_hf_best": round(fastest_int8_duel["ratio_vs_anchor"], 2),
                                        "f1_delta_vs_float32": duel_f1.get(fastest_int8_duel["name"].split(":")[0])}
                                       if fastest_int8_duel else None),
         "output_checks": {"rows": len(checked),
