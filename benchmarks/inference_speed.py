@@ -573,7 +573,7 @@ def render(output: Path) -> None:
     source = output.with_suffix(".json")
     try:
         report = json.loads(source.read_text())
-        text = markdown(report, bounds=_profile_bounds(report))
+        text = markdown(report, bounds=_profile_bounds(report), fewer_layers=_distillation_bounds(report))
     except (OSError, KeyError, ValueError) as error:
         raise SystemExit(f"Cannot render {source}: {error!r}; run the benchmark to write it again.") from None
     write_markdown(output.with_suffix(".md"), text)
@@ -593,7 +593,39 @@ def _profile_bounds(report: dict[str, Any]) -> dict[str, Any] | None:
     return {**profile["summary"], "load_average": profile["machine"].get("load_average")}
 
 
-def _bounds_lines(bounds: dict[str, Any] | None, goals: dict[str, bool]) -> list[str]:
+def _distillation_bounds(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The students of benchmarks/distillation.json distilled from the same pipeline: layers, dev F1
+    distilled and fine-tuned, and the teacher's there ([] where it distilled another pipeline)."""
+    path = ROOT / "benchmarks" / "distillation.json"
+    try:
+        distillation = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if distillation["teacher"]["path"] != report["pipeline"]["path"]:
+        return []
+    return [{"layers": len(row["keep"]), "distilled": row["distilled"]["ents_f"],
+             "fine_tuned": (row.get("fine_tuned") or {}).get("ents_f"), "teacher": distillation["teacher"]["ents_f"]}
+            for row in distillation["students"]]
+
+
+def _fewer_layers_line(students: list[dict[str, Any]]) -> list[str]:
+    if not students:
+        return []
+    parts = []
+    for row in students:
+        best = max(row["distilled"], row["fine_tuned"] or row["distilled"])
+        within = row["teacher"] - best <= GOAL_FAST_RUNTIME_F1_LOSS
+        parts.append(f"{row['layers']} layers {row['distilled']:.2f}"
+                     + (f", {row['fine_tuned']:.2f} fine-tuned on gold" if row["fine_tuned"] is not None else "")
+                     + f" ({'within' if within else 'beyond'} the goal's {GOAL_FAST_RUNTIME_F1_LOSS} F1)")
+    return [f"- Fewer backbone layers, the other way to the speed: distilled from this very pipeline "
+            f"([benchmarks/distillation.md](distillation.md)), dev F1 {'; '.join(parts)}, against its "
+            f"{students[0]['teacher']:.2f} (speed and F1 of fewer layers in one run: "
+            "[benchmarks/speed_accuracy.md](speed_accuracy.md))."]
+
+
+def _bounds_lines(bounds: dict[str, Any] | None, goals: dict[str, bool],
+                  fewer_layers: list[dict[str, Any]] | None = None) -> list[str]:
     if bounds is None or all(ok for goal, ok in goals.items() if goal.startswith("issue 24")):
         return []
     lines = ["What bounds them, measured on the same pipeline by "
@@ -607,7 +639,7 @@ def _bounds_lines(bounds: dict[str, Any] | None, goals: dict[str, bool]) -> list
                      f"cost per position (packed or padded) on the text's word pieces it would reach {bounds['fast_bound_with_other_ratio']}x "
                      f"keeping our least time outside the backbone ({bounds['least_other_s']:.2f} s), "
                      f"{bounds['fast_bound_ratio']}x with none.")
-    return lines + [""]
+    return lines + _fewer_layers_line(fewer_layers or []) + [""]
 
 
 def _distilled_line(distilled: dict[str, Any]) -> str:
@@ -626,7 +658,8 @@ def _summary_line(label: str, found: dict[str, Any]) -> str:
             f"**{found['ratio_vs_hf_best']}x** HF best{f1}.")
 
 
-def markdown(report: dict[str, Any], *, bounds: dict[str, Any] | None = None) -> str:
+def markdown(report: dict[str, Any], *, bounds: dict[str, Any] | None = None,
+             fewer_layers: list[dict[str, Any]] | None = None) -> str:
     m, s, inp, pipe = report["machine"], report["summary"], report["input"], report["pipeline"]
     command = shlex.join(["python", "benchmarks/inference_speed.py", *report["argv"]])
     default_wps = s["ours_default"]["words_per_s"]
@@ -689,7 +722,7 @@ def markdown(report: dict[str, Any], *, bounds: dict[str, Any] | None = None) ->
         "",
         *(f"- {goal}: {'met' if ok else '**NOT met**'}" for goal, ok in s["goals"].items()),
         "",
-        *_bounds_lines(bounds, s["goals"]),
+        *_bounds_lines(bounds, s["goals"], fewer_layers),
         *_head_to_head_lines(report.get("head_to_head")),
         *_f1_lines(report.get("f1")),
         "## All rows",
