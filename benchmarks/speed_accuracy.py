@@ -81,6 +81,7 @@ from inference_speed_levers import (  # benchmarks/inference_speed_levers.py
 )
 
 SHIPPED_CONFIGS = {"trf": ROOT / "configs" / "ner_trf.cfg", "cnn": ROOT / "configs" / "ner_cnn.cfg"}
+DISTILLED_CONFIG = ROOT / "configs" / "ner_trf_distilled.cfg"  # fine-tuning a distilled pipeline (benchmarks/distillation.md)
 TRF_DEFAULT = "trf"  # the key of the row every F1 change is measured against
 WINDOW = 128  # the strided windows of --trf pipelines trained before issue 24 (window 128, stride 96)
 Row = dict[str, Any]
@@ -175,9 +176,11 @@ def backbone_layers(nlp: Language) -> Optional[int]:
 
 
 def training_steps(path: Path, family: str) -> dict[str, Any]:
-    """The pipeline's ``[training] max_steps`` against its shipped config's."""
-    shipped = SHIPPED_CONFIGS[family]
-    trained = spacy.util.load_config(path / "config.cfg").get("training", {}).get("max_steps")
+    """The pipeline's ``[training] max_steps`` against its shipped config's (a pipeline fine-tuned
+    from a distilled one, whose config names ``paths.distilled``: configs/ner_trf_distilled.cfg's)."""
+    config = spacy.util.load_config(path / "config.cfg")
+    shipped = DISTILLED_CONFIG if config.get("paths", {}).get("distilled") else SHIPPED_CONFIGS[family]
+    trained = config.get("training", {}).get("max_steps")
     return {"trained_max_steps": trained, "shipped_config": relative(shipped),
             "shipped_max_steps": spacy.util.load_config(shipped)["training"]["max_steps"]}
 
