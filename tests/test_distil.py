@@ -168,6 +168,9 @@ def test_a_stopped_run_resumes_and_ends_as_an_unstopped_one(teacher: Path, tmp_p
 
     with pytest.raises(UserError, match="written with other settings or documents"):
         train_student(student_of(hf, keep=KEEP), batches, settings=DistilSettings(keep=KEEP, **{**FAST, "epochs": 3}), checkpoint=checkpoint, progress=False)
+    with pytest.raises(UserError, match="written with other settings or documents"):  # same settings, other texts
+        train_student(student_of(hf, keep=KEEP), batches, settings=settings, checkpoint=checkpoint,
+                      texts=distil_module.fingerprint(["another text"]), progress=False)
 
 
 def test_the_command_writes_a_pipeline_and_refuses_bad_input_in_one_line(teacher: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import math
 import random
@@ -168,9 +169,18 @@ def _loss(student: Any, batch: _Batch, *, bf16: bool) -> Any:
     return sum(((out.float() - target) ** 2 * batch.mask).sum() / positions for out, target in zip(outputs, batch.targets))
 
 
-def _settings_key(settings: DistilSettings, *, batches: int) -> dict:
-    """What a checkpoint must match to be resumed: the settings and the number of batches."""
-    return {**dataclasses.asdict(settings), "keep": list(settings.keep), "batches": batches}
+def _settings_key(settings: DistilSettings, *, batches: int, texts: str) -> dict:
+    """What a checkpoint must match to be resumed: the settings, the number of batches and the
+    fingerprint of the texts."""
+    return {**dataclasses.asdict(settings), "keep": list(settings.keep), "batches": batches, "texts": texts}
+
+
+def fingerprint(texts: Sequence[str]) -> str:
+    """A digest of the windows' texts, in order: a checkpoint is resumed on the same texts only."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -204,13 +214,15 @@ def train_student(
     *,
     settings: DistilSettings,
     checkpoint: Optional[Path] = None,
+    texts: str = "",
     progress: bool = True,
 ) -> Tuple[float, ...]:
     """Train ``student`` (in place) on the teacher's hidden states; the mean loss per epoch.
 
     With ``checkpoint``, the student, the optimiser and the losses are saved there after each
-    epoch, and a run with the same settings and documents resumes from it (after the last
-    finished epoch): a stopped run (Ctrl-C) loses at most the epoch it was in."""
+    epoch, and a run with the same settings and texts (``texts``: their :func:`fingerprint`)
+    resumes from it (after the last finished epoch): a stopped run (Ctrl-C) loses at most the
+    epoch it was in."""
     import torch
 
     device = next(student.parameters()).device
@@ -221,7 +233,7 @@ def train_student(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup)))
     )
-    key = _settings_key(settings, batches=len(batches))
+    key = _settings_key(settings, batches=len(batches), texts=texts)
     losses: List[float] = []
     state = _load_checkpoint(checkpoint, key)
     if state is not None:
@@ -289,7 +301,8 @@ def distil(
 ) -> DistilOutcome:
     """Replace ``nlp``'s backbone (in place) by a student with the layers ``settings.keep``,
     trained to reproduce the original's hidden states on ``docs``' windows (on the device the
-    backbone is on). ``checkpoint``: see :func:`train_student`; it is deleted once done."""
+    backbone is on). ``checkpoint``: see :func:`train_student`. The teacher's hidden states of
+    every kept layer are held in memory: 1.5 GB for CoNLL-2003's training texts and 4 layers."""
     if not docs:
         raise UserError("distillation needs documents: none were given")
     started = time.perf_counter()
@@ -299,7 +312,9 @@ def distil(
     texts = window_texts(docs, get_spans)
     encoded = _batches(texts, tokenizer, batch_positions=settings.batch_positions)
     batches = teacher_batches(teacher, encoded, keep=settings.keep, progress=progress)
-    losses = train_student(student, batches, settings=settings, checkpoint=checkpoint, progress=progress)
+    losses = train_student(
+        student, batches, settings=settings, checkpoint=checkpoint, texts=fingerprint(texts), progress=progress
+    )
     use_student(nlp, student)
     positions = int(sum(float(batch.mask.sum()) for batch in batches))
     return DistilOutcome(
