@@ -127,9 +127,10 @@ class OnnxBackboneShim(BackboneShim):
 
     onnx_settings: OnnxSettings = OnnxSettings()
     packed_call_cost: Optional[int] = DEFAULT_PACKED_CALL_COST  # None: one call per batch
-    # open sessions by layout (packed or not) with their model files; None: none open
-    _sessions: Optional[Dict[bool, Tuple[Path, Any]]] = None
-    _session_threads: int = 0
+    # open sessions by (layout (packed or not), intra-op threads) with their model files; None: none
+    # open. One per thread count: threaded inference (spacy_ner_project.threads) runs one thread per
+    # call beside the calling thread's two, and must not reopen a session at each switch.
+    _sessions: Optional[Dict[Tuple[bool, int], Tuple[Path, Any]]] = None
 
     def packs(self) -> bool:
         """Whether batches run packed (a packed batch that cannot be, e.g. padded on the left,
@@ -138,19 +139,23 @@ class OnnxBackboneShim(BackboneShim):
 
     @property
     def onnx_path(self) -> Optional[Path]:
-        """The model file of the open session of this shim's layout (None: not open)."""
-        opened = (self._sessions or {}).get(self.packs())
+        """The model file of an open session of this shim's layout (None: not open)."""
+        packed = self.packs()
+        opened = [path for (layout, _), (path, _) in (self._sessions or {}).items() if layout == packed]
         return opened[0] if opened else None
 
     def session(self, *, packed: Optional[bool] = None) -> Any:
-        """The ONNX Runtime session of the ``packed`` layout (None: the shim's own), exported (or
-        read from the cache) and opened when there is none, or opened again when it should
-        follow torch's thread count and that changed."""
+        """The ONNX Runtime session of the ``packed`` layout (None: the shim's own) at the thread
+        count in force (the settings', else torch's), exported (or read from the cache) and opened
+        where there is none for that layout and count. ONNX Runtime runs one session from several
+        threads at once; the first opening of a layout is best left to one thread (two would both
+        export and open it; either result is right)."""
         packed = self.packs() if packed is None else packed
         threads = self.onnx_settings.threads or torch.get_num_threads()
-        if self._sessions is None or threads != self._session_threads:
-            self._sessions, self._session_threads = {}, threads
-        if packed not in self._sessions:
+        if self._sessions is None:
+            self._sessions = {}
+        key = (packed, threads)
+        if key not in self._sessions:
             if self._model is None:
                 raise ValueError("The transformer has no weights yet: nothing to run in ONNX Runtime.")
             if self.device.type != "cpu":
@@ -163,8 +168,8 @@ class OnnxBackboneShim(BackboneShim):
                 self._model, tokenizer=self._hfmodel.tokenizer, int8=settings.int8,
                 cache_dir=settings.cache_dir or default_cache_dir(), packed=packed,
             )
-            self._sessions[packed] = (path, open_session(path, threads=threads))
-        return self._sessions[packed][1]
+            self._sessions[key] = (path, open_session(path, threads=threads))
+        return self._sessions[key][1]
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         if inputs.args:

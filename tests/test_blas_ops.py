@@ -70,3 +70,27 @@ def test_layer_norm_predicts_on_torch_and_trains_with_thincs() -> None:
     numpy.testing.assert_array_equal(backprop(numpy.ones_like(Y)), expected_backprop(numpy.ones_like(Y)))
     with pytest.raises(ValueError, match="inference"):
         layer_norm_forward(model, X, False)[1](Y)
+
+
+def test_maxout_predicts_on_torch_and_trains_with_thincs() -> None:
+    from thinc.api import Maxout
+    from thinc.layers import maxout
+
+    from spacy_ner_project.components.blas_ops import maxout_forward
+
+    model = Maxout(nO=5, nI=7, nP=3, normalize=True)
+    model.initialize()
+    layer = model.layers[0]
+    rng = numpy.random.default_rng(4)
+    layer.set_param("b", rng.standard_normal(layer.get_param("b").shape, dtype=numpy.float32))
+    X = rng.standard_normal((11, 7), dtype=numpy.float32)
+    before = model.predict(X)
+    use_blas_ops(model)
+    assert layer._func is maxout_forward
+    numpy.testing.assert_allclose(model.predict(X), before, rtol=1e-5, atol=1e-6)
+    Y, backprop = layer.begin_update(X)  # training: thinc's own forward and gradient
+    expected, expected_backprop = maxout.forward(layer, X, True)
+    numpy.testing.assert_array_equal(Y, expected)
+    numpy.testing.assert_array_equal(backprop(numpy.ones_like(Y)), expected_backprop(numpy.ones_like(Y)))
+    with pytest.raises(ValueError, match="inference"):
+        maxout_forward(layer, X, False)[1](Y)

@@ -176,7 +176,7 @@ def test_packed_and_padded_graphs_give_the_same_outputs(trained: Path, cache: Pa
     assert shim.predict(ArgsKwargs(args=(), kwargs={
         "input_ids": torch.tensor([[0, 101, 7592, 102]]), "attention_mask": torch.tensor([[0, 1, 1, 1]])})
     ).last_hidden_state.shape == (1, 4, 384)
-    assert shim._sessions is not None and set(shim._sessions) == {True, False}
+    assert shim._sessions is not None and {packed for packed, _ in shim._sessions} == {True, False}
 
 
 @needs_onnx
@@ -286,12 +286,28 @@ def test_the_session_follows_torchs_threads_unless_set(trained: Path, cache: Pat
     nlp = spacy.load(trained, config=onnx_config(cache))
     fixed = spacy.load(trained, config=onnx_config(cache, threads=1))
     threads = torch.get_num_threads()
+    opened = {}
     try:
         for count in (1, 2):
             torch.set_num_threads(count)
             for pipeline in (nlp, fixed):
                 pipeline(TEXTS[0])
-            assert backbone_shim(nlp).session().get_session_options().intra_op_num_threads == count
+            opened[count] = backbone_shim(nlp).session()
+            assert opened[count].get_session_options().intra_op_num_threads == count
             assert backbone_shim(fixed).session().get_session_options().intra_op_num_threads == 1
+        torch.set_num_threads(1)  # back to a count seen before: its session, not a new one
+        assert backbone_shim(nlp).session() is opened[1]
     finally:
         torch.set_num_threads(threads)
+
+
+@needs_onnx
+def test_worker_threads_share_one_session_at_one_intra_op_thread(trained: Path, cache: Path) -> None:
+    from spacy_ner_project.threads import pipe_in_threads
+
+    nlp = spacy.load(trained, config=onnx_config(cache))
+    expected = corpus_entities(nlp)
+    docs = list(pipe_in_threads(nlp, CORPUS, threads=2, batch_size=3))
+    assert [tuple((ent.text, ent.label_) for ent in doc.ents) for doc in docs] == expected
+    shim = backbone_shim(nlp)
+    assert shim._sessions is not None and (True, 1) in shim._sessions and (True, torch.get_num_threads()) in shim._sessions
