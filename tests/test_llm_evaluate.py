@@ -125,6 +125,13 @@ def test_an_llm_and_a_trained_pipeline_in_one_report(replay_server: ChatServer, 
     assert {r.body["model"] for r in replay_server.chat_requests} == {"replayed"}
 
 
+def test_worker_threads_are_refused_for_an_llm_pipeline(replay_server: ChatServer, gold_path: Path, tmp_path: Path) -> None:
+    result = run_cli(replay_server, gold_path, tmp_path / "r", "--n-docs", "2", "--threads", "2")
+    assert result.exit_code == 1
+    assert "an LLM pipeline has its own request concurrency" in " ".join(result.output.split())
+    assert not replay_server.chat_requests  # refused before any request
+
+
 def test_cli_reports_missing_data(tmp_path: Path) -> None:
     default_cache = ROOT / "cache" / "llm_responses.sqlite"  # the config's cache path
     existed = default_cache.exists()

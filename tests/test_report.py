@@ -249,6 +249,20 @@ def test_single_pipeline_report(corpus: Dict[str, Path], tmp_path: Path) -> None
     assert (tmp_path / "report.html").read_text().count('class="entities"') == 2 * (1 + 2)
 
 
+def test_worker_threads_score_as_nlp_pipe_does(corpus: Dict[str, Path], tmp_path: Path) -> None:
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "threads"),
+                           "--threads", "2", "--batch-size", "1")
+    assert code == 0, output
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "pipe"))
+    assert code == 0, output
+    threaded, piped = (json.loads((tmp_path / name / "metrics.json").read_text())["pipelines"]["good"]
+                       for name in ("threads", "pipe"))
+    assert {key: value for key, value in threaded.items() if key != "speed"} == {
+        key: value for key, value in piped.items() if key != "speed"}
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "x"), "--threads", "0")
+    assert code == 1 and "--threads" in output
+
+
 def test_importable_api_scores_in_memory_pipelines(corpus: Dict[str, Path], tmp_path: Path) -> None:
     gold = read_gold(corpus["data"])
     evaluation = evaluate_pipelines({"a": ruler_pipeline(GOOD_PATTERNS)}, gold, batch_size=2)

@@ -41,6 +41,7 @@ from spacy_ner_project.pipelines import load_pipeline, pipeline_config, use_devi
 from spacy_ner_project.progress import progress
 from spacy_ner_project.scoring.matching import MODES, MatchSettings
 from spacy_ner_project.scoring.spans import NO_ENTITY, boundary_confusion, score_fuzzy_ents
+from spacy_ner_project.threads import pipe_in_threads
 
 __all__ = ["Evaluation", "PipelineResult", "UNITS", "load_pipeline", "read_gold", "score_pipeline", "run_evaluation"]
 
@@ -131,12 +132,15 @@ def pipeline_names(sources: Sequence[str], names: Optional[Sequence[str]] = None
 
 
 def predict(
-    nlp: Language, gold: Sequence[Doc], *, batch_size: Optional[int] = None, show_progress: bool = False
+    nlp: Language, gold: Sequence[Doc], *, batch_size: Optional[int] = None, threads: int = 1,
+    show_progress: bool = False,
 ) -> Tuple[List[Doc], float]:
     """Run ``nlp`` on the gold texts (tokenized by ``nlp``, like ``spacy evaluate``) in batches of
-    ``batch_size`` (None: the pipeline's ``nlp.batch_size``); docs and seconds."""
+    ``batch_size`` (None: the pipeline's ``nlp.batch_size``), in ``threads`` worker threads
+    (:func:`~spacy_ner_project.threads.pipe_in_threads`; 1: ``nlp.pipe``); docs and seconds."""
     start = time.perf_counter()
-    docs = nlp.pipe((nlp.make_doc(doc.text) for doc in gold), batch_size=batch_size or nlp.batch_size)
+    texts = (nlp.make_doc(doc.text) for doc in gold)
+    docs = pipe_in_threads(nlp, texts, threads=threads, batch_size=batch_size or nlp.batch_size)
     predictions = list(progress(docs, total=len(gold), desc="docs", enabled=show_progress))
     return predictions, time.perf_counter() - start
 
@@ -166,6 +170,7 @@ def score_pipeline(
     name: str,
     source: str = "",
     batch_size: Optional[int] = None,
+    threads: int = 1,
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
 ) -> PipelineResult:
@@ -174,8 +179,12 @@ def score_pipeline(
     For a pipeline with an LLM model the result's ``llm`` block records the run, and the
     progress bar (``show_progress``, on a terminal) counts done / cached / failed prompts;
     otherwise the bar counts docs."""
+    if threads > 1 and llm.llm_model(nlp) is not None:
+        raise UserError(f"{name}: worker threads run trained pipelines; an LLM pipeline has its own request "
+                        "concurrency (its model's settings): give it threads 1")
     with llm.observe(nlp, n_docs=len(gold), show_progress=show_progress) as run:
-        predictions, seconds = predict(nlp, gold, batch_size=batch_size, show_progress=show_progress and run is None)
+        predictions, seconds = predict(nlp, gold, batch_size=batch_size, threads=threads,
+                                       show_progress=show_progress and run is None)
     examples = [Example(pred, ref) for pred, ref in zip(predictions, gold)]
     scores = score_predictions(nlp, predictions, gold, settings=settings)
     n_words = sum(len(doc) for doc in predictions)
@@ -193,6 +202,7 @@ def evaluate_pipelines(
     unit: str = "docs",
     sources: Optional[Mapping[str, str]] = None,
     batch_size: Optional[int] = None,
+    threads: int = 1,
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
 ) -> Evaluation:
@@ -203,7 +213,7 @@ def evaluate_pipelines(
     results = [
         score_pipeline(
             nlp, gold, name=name, source=sources.get(name, name), batch_size=batch_size,
-            settings=settings, show_progress=show_progress,
+            threads=threads, settings=settings, show_progress=show_progress,
         )
         for name, nlp in pipelines.items()
     ]
@@ -242,6 +252,7 @@ def run_evaluation(
     llm_component: str = "llm",
     gpu_id: int = CPU,
     batch_size: Optional[int] = None,
+    threads: int = 1,
     settings: MatchSettings = DEFAULT_SETTINGS,
     show_progress: bool = False,
 ) -> Evaluation:
@@ -250,7 +261,8 @@ def run_evaluation(
     (:func:`~spacy_ner_project.pipelines.model_overrides`) to each that can take them:
     :func:`route_overrides`, so that an LLM and trained pipelines share one report) on
     GPU ``gpu_id`` (a :class:`~spacy_ner_project.pipelines.DeviceError` when it cannot be used)
-    and score them on the first ``n_docs`` units of ``data_path`` (None or 0: all)."""
+    and score them on the first ``n_docs`` units of ``data_path`` (None or 0: all), each run in
+    ``threads`` worker threads (see :func:`predict`)."""
     use_device(gpu_id)
     gold = read_gold(data_path, n_docs=n_docs, unit=unit)  # first: a bad path fails before a cache file is made
     labels = pipeline_names(sources, names)
@@ -265,6 +277,7 @@ def run_evaluation(
         unit=unit,
         sources=dict(zip(labels, map(str, sources))),
         batch_size=batch_size,
+        threads=threads,
         settings=settings,
         show_progress=show_progress,
     )
