@@ -20,25 +20,27 @@ In one process, on the same CoNLL-2003 text (read by path, never copied into the
   (``packed_inference``, components/packed_bert.py: the default before it), in length buckets
   (``bucket_call_cost``, components/length_buckets.py) at several call costs or in one backbone
   call per batch; ``torch.set_num_threads``;
-  ``torch.inference_mode``. The levers that do not change outputs and made documents at least
+  ``torch.inference_mode``; worker threads (``spacy_ner_project.threads.pipe_in_threads``, as many
+  as ``--threads``, each at one intra-op thread). The levers that do not change outputs and made documents at least
   3% faster are combined, then run with each precision: float32, bfloat16 autocast
   (``cpu_mixed_precision``), dynamic int8 (``spacy_ner_project.quantize_transformer.v1``) with
   bf16 off, and int8 with bf16 on (what docs/speed.md's int8 line gives a bf16-trained pipeline),
   and the backbone in ONNX Runtime (``spacy_ner_project.onnx_backbone.v1``, components/onnx_runtime.py),
   float32 and int8, where the ``[onnx]`` extra is installed (its threads follow the row's);
-  each alone, with the winners, and with the winners and no overlap; bfloat16 and int8 with
-  bfloat16 also on padded windows.
+  each alone, with the winners, with the winners and no overlap, and with the winners in worker
+  threads; bfloat16 and int8 with bfloat16 also on padded windows.
 * whether levers that should not change outputs did not: each row's entities against the first
   row that ran the same pipeline variant on the same inputs;
 * the F1 change of the levers that can change outputs, on ``--f1-data`` (CoNLL dev), through the
   project's evaluation path: the pipeline tokenizes the document texts itself and spaCy's
   scorer aligns the gold entities to those tokens (entity level). Scored: float32, bf16 (the
   default), the faster int8 variant, the bf16 and int8 ones without window overlap, and each
-  ONNX Runtime variant.
+  ONNX Runtime variant; and each head-to-head contender that runs in worker threads, so run.
 
 Head to head (benchmarks/head_to_head.py): HF's fastest setting, ours as loaded, ours as loaded on
-padded windows, the fastest torch int8 and ONNX Runtime int8 rows (the latter in both layouts,
-packed and padded), and with ``--distilled PATH`` (a pipeline from ``python -m spacy_ner_project
+padded windows, ours as loaded in worker threads, the fastest torch int8 and ONNX Runtime int8
+rows (the latter in both layouts, packed and padded, and in ``nlp.pipe`` where the fastest ran in
+worker threads), and with ``--distilled PATH`` (a pipeline from ``python -m spacy_ner_project
 distil``) that pipeline as loaded and with the ONNX Runtime int8 row's settings, in ``--rounds``
 interleaved rounds, each against HF in the same round: the goals of issue 24 read these ratios
 (rows timed in blocks drift with the host's load by more than some levers gain), and the F1 table
@@ -70,7 +72,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -114,10 +116,12 @@ GOAL_INT8_WPS = 9000.0
 HF_BEST = "HF best"
 AS_LOADED = "as loaded"
 PADDED = "as loaded, padded windows (before packed inference)"
+AS_LOADED_THREADS = "as loaded, in worker threads"
 TORCH_INT8 = "fastest torch int8 row"
 ONNX_INT8 = "fastest ONNX Runtime int8 row"
 ONNX_INT8_PADDED = "the same on padded windows"
 ONNX_INT8_PACKED = "the same packed"
+ONNX_INT8_PIPE = "the same in nlp.pipe"  # the fastest ONNX Runtime int8 row without its worker threads
 DISTILLED = "distilled, as loaded"
 DISTILLED_ONNX_INT8 = "distilled, ONNX Runtime int8"
 FAST_RUNTIMES = (TORCH_INT8, ONNX_INT8, ONNX_INT8_PADDED, ONNX_INT8_PACKED, DISTILLED_ONNX_INT8)  # the opt-in fast runtimes the goal reads
@@ -252,11 +256,12 @@ def hf_name(setting: HFSetting, chunk_size: int, *, threads: int) -> str:
             + (f", threads={setting.threads}" if setting.threads != threads else ""))
 
 
-def ents_f(nlp: Language, documents: Sequence[ConllDocument], *, batch_size: int) -> dict[str, float]:
+def ents_f(nlp: Language, documents: Sequence[ConllDocument], *, batch_size: int, workers: int = 1) -> dict[str, float]:
     """spaCy's entity scores (ents_p/r/f, in points) of ``nlp`` on gold CoNLL documents, through
-    the project's evaluation path (the pipeline tokenizes the texts itself, like ``evaluate``)."""
+    the project's evaluation path (the pipeline tokenizes the texts itself, like ``evaluate``;
+    ``workers`` > 1: in that many worker threads, ``evaluate --threads``)."""
     gold = [to_doc(document, nlp.vocab) for document in documents]
-    scores = score_pipeline(nlp, gold, name="f1", batch_size=batch_size).scores
+    scores = score_pipeline(nlp, gold, name="f1", batch_size=batch_size, threads=workers).scores
     return {key: percent_value(scores[key]) for key in ("ents_p", "ents_r", "ents_f")}
 
 
@@ -386,6 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     hf_texts = (inputs.sentences, warm.sentences) if hf_best.inputs == "sentences" else (inputs.chunks, warm.chunks)
     as_loaded = replace(documents_default, precision="bf16" if bf16 else "float32")
     ours_contenders = {AS_LOADED: as_loaded, PADDED: replace(as_loaded, packed_inference=False)}
+    if args.threads > 1:
+        ours_contenders[AS_LOADED_THREADS] = replace(as_loaded, workers=args.threads)
     for label, precisions_of in ((TORCH_INT8, TORCH_INT8_PRECISIONS), (ONNX_INT8, ("onnx-int8",))):
         candidates = [setting for setting in timed if setting.precision in precisions_of]
         if candidates:
@@ -394,6 +401,8 @@ def main(argv: list[str] | None = None) -> None:
         fastest_onnx = ours_contenders[ONNX_INT8]
         other = ONNX_INT8_PADDED if fastest_onnx.packed_inference else ONNX_INT8_PACKED
         ours_contenders[other] = replace(fastest_onnx, packed_inference=not fastest_onnx.packed_inference)
+        if fastest_onnx.workers > 1:
+            ours_contenders[ONNX_INT8_PIPE] = replace(fastest_onnx, workers=1)
     contenders = [Contender(f"{HF_BEST}: {hf_name(hf_best, args.hf_chunk_words, threads=args.threads)}",
                             hf_runner(tagger, hf_best), *hf_texts)]
     contenders += [Contender(f"{label}: ours, {describe(setting.changes(default), window=window)}",
@@ -419,8 +428,9 @@ def main(argv: list[str] | None = None) -> None:
         report["f1"] = f1_report(args.f1_data, gold, pipeline, f1_variants(timed, bf16=bf16, windows=window is not None),
                                  threads=args.threads, window=window)
         float32 = next(row["ents_f"] for row in report["f1"]["pipelines"] if row["precision"] == "float32" and not row["no_overlap"])
+        report["f1"]["in_worker_threads"] = threaded_f1(gold, pipeline, ours_contenders.values(), float32=float32)
         if distilled:
-            report["f1"]["distilled"] = distilled_f1(gold, distilled, float32=float32)
+            report["f1"]["distilled"] = distilled_f1(gold, distilled, distilled_rows.values(), float32=float32)
         report["head_to_head"]["f1_delta_vs_float32"] = contender_f1(report["f1"], ours_contenders, distilled_rows if distilled else {})
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["summary"] = summarise(report)
@@ -469,24 +479,46 @@ def f1_report(path: Path, gold: Sequence[ConllDocument], pipeline: Callable[[str
     return {"data": relative(path), "documents": len(gold), "threads": threads, "pipelines": rows}
 
 
-def distilled_f1(gold: Sequence[ConllDocument], pipelines: dict[str, Language], *, float32: float) -> list[dict[str, Any]]:
-    """F1 of the distilled pipeline in each precision timed, against the teacher's float32 (after
-    :func:`f1_report`, on its threads)."""
+def distilled_f1(gold: Sequence[ConllDocument], pipelines: dict[str, Language], settings: Iterable[Setting], *,
+                 float32: float) -> list[dict[str, Any]]:
+    """F1 of the distilled pipeline under each setting timed (its precision, in its worker threads),
+    against the teacher's float32 (after :func:`f1_report`, on its threads)."""
     rows = []
-    for precision, nlp in pipelines.items():
-        scores = ents_f(nlp, gold, batch_size=64)
-        rows.append({"precision": precision, "name": f"distilled, {precision}", **scores,
+    for setting in settings:
+        scores = ents_f(pipelines[setting.precision], gold, batch_size=64, workers=setting.workers)
+        name = f"distilled, {setting.precision}" + (f", {setting.workers} worker threads" if setting.workers > 1 else "")
+        rows.append({"precision": setting.precision, "workers": setting.workers, "name": name, **scores,
                      "delta_vs_float32": round(scores["ents_f"] - float32, 2)})
-        print(f"F1 distilled, {precision}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs the teacher's float32)", flush=True)
+        print(f"F1 {name}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs the teacher's float32)", flush=True)
+    return rows
+
+
+def threaded_f1(gold: Sequence[ConllDocument], pipeline: Callable[[str, bool], Language], settings: Iterable[Setting], *,
+                float32: float) -> list[dict[str, Any]]:
+    """F1 of each pipeline variant that a head-to-head contender runs in worker threads, run so
+    (int8 activations are quantised per backbone call, so the batches a worker makes can change
+    entities), against the pipeline in float32 (after :func:`f1_report`, on its threads)."""
+    rows = []
+    for key in dict.fromkeys((s.precision, s.no_overlap, s.workers) for s in settings if s.workers > 1):
+        precision, no_overlap, workers = key
+        scores = ents_f(pipeline(precision, no_overlap), gold, batch_size=64, workers=workers)
+        name = f"{precision}{', no overlap' if no_overlap else ''}, {workers} worker threads"
+        rows.append({"precision": precision, "no_overlap": no_overlap, "workers": workers, "name": name, **scores,
+                     "delta_vs_float32": round(scores["ents_f"] - float32, 2)})
+        print(f"F1 {name}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs float32)", flush=True)
     return rows
 
 
 def contender_f1(f1: dict[str, Any], ours: dict[str, Setting], distilled: dict[str, Setting]) -> dict[str, float]:
     """Each head-to-head contender's dev F1 change against the pipeline in float32, where scored."""
-    scored = {(row["precision"], row["no_overlap"]): row["delta_vs_float32"] for row in f1["pipelines"]}
-    found = {label: scored[setting.variant()] for label, setting in ours.items() if setting.variant() in scored}
-    by_precision = {row["precision"]: row["delta_vs_float32"] for row in f1.get("distilled", [])}
-    found.update({label: by_precision[setting.precision] for label, setting in distilled.items() if setting.precision in by_precision})
+    scored = {(row["precision"], row["no_overlap"], 1): row["delta_vs_float32"] for row in f1["pipelines"]}
+    scored.update({(row["precision"], row["no_overlap"], row["workers"]): row["delta_vs_float32"]
+                   for row in f1.get("in_worker_threads", [])})
+    found = {label: scored[key] for label, setting in ours.items()
+             if (key := (*setting.variant(), setting.workers)) in scored}
+    by_setting = {(row["precision"], row.get("workers", 1)): row["delta_vs_float32"] for row in f1.get("distilled", [])}
+    found.update({label: by_setting[key] for label, setting in distilled.items()
+                  if (key := (setting.precision, setting.workers)) in by_setting})
     return found
 
 
@@ -805,7 +837,7 @@ def _head_to_head_lines(duel: dict[str, Any] | None) -> list[str]:
 def _output_check_line(checks: dict[str, Any]) -> str:
     differing = checks["rows_with_other_entities"]
     if not differing:
-        return (f"- Output-preserving levers (sorting, batch sizes, threads, inference_mode): all "
+        return (f"- Output-preserving levers (sorting, batch sizes, threads, inference_mode, worker threads): all "
                 f"{checks['rows']} rows checked gave the same entities as their reference row.")
     return (f"- Output-preserving levers: {len(differing)} of {checks['rows']} rows checked gave other "
             f"entities than their reference row: {', '.join(differing)}.")
@@ -825,10 +857,15 @@ def _f1_lines(f1: dict[str, Any] | None) -> list[str]:
         windows = f"{row['delta_vs_trained_windows']:+.2f}" if "delta_vs_trained_windows" in row else ""
         lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
                      f"{row['delta_vs_float32']:+.2f} | {windows} |")
+    for row in f1.get("in_worker_threads", []):
+        lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
+                     f"{row['delta_vs_float32']:+.2f} | |")
     for row in f1.get("distilled", []):
         lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
                      f"{row['delta_vs_float32']:+.2f} (vs the teacher's) | |")
-    return lines + [""]
+    return lines + ["*worker threads*: `spacy_ner_project.threads.pipe_in_threads` (`evaluate --threads`), each worker "
+                    "running the whole pipeline at one intra-op thread; scored as they ran, since int8 activations are "
+                    "quantised per backbone call and a worker's batches differ from nlp.pipe's.", ""]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 pipeline variant (precision x windows), running it, and picking the levers that won.
 
 A row is a :class:`Setting`; its name lists what it changes from the default setting. Levers
-that cannot change outputs (sorting, batch sizes, threads, inference_mode) are checked: each
+that cannot change outputs (sorting, batch sizes, threads, inference_mode, worker threads) are checked: each
 row's entities are compared with those of the first row that ran the same pipeline variant on
 the same inputs (see :func:`texts_differing`).
 """
@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 
 from spacy_ner_project.components.backbone_shim import DEFAULT_PACKED_INFERENCE, BackboneShim
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
+from spacy_ner_project.threads import pipe_in_threads
 
 from common import ROOT  # benchmarks/common.py
 
@@ -67,6 +68,8 @@ class Setting:
     bucket_call_cost: int | None = DEFAULT_BUCKET_CALL_COST  # None: one backbone call per batch
     threads: int = 2
     inference_mode: bool = False
+    # > 1: spacy_ner_project.threads.pipe_in_threads with this many workers (one intra-op thread each)
+    workers: int = 1
 
     def changes(self, default: Setting) -> dict[str, Any]:
         """The fields that differ from ``default``, in field order."""
@@ -89,6 +92,8 @@ def describe(changes: dict[str, Any], *, window: int | None) -> str:
             parts.append("packed (no padding)" if value else "padded windows")
         elif name == "bucket_call_cost":
             parts.append("one call per batch" if value is None else f"length buckets (call cost {value})")
+        elif name == "workers":
+            parts.append(f"{value} worker threads" if value > 1 else "nlp.pipe")
         elif name in ("sort_by_length", "inference_mode"):
             parts.append(("sorted" if name == "sort_by_length" else name) if value else f"no {name}")
         else:
@@ -151,7 +156,8 @@ def longest_first(texts: Sequence[str]) -> list[int]:
 
 
 def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], Entities]:
-    """``run(texts)``: ``nlp.pipe`` under ``setting``; the entities of each text, in input order."""
+    """``run(texts)``: ``nlp.pipe`` (or ``pipe_in_threads``: ``setting.workers`` > 1) under
+    ``setting``; the entities of each text, in input order."""
     transformer = nlp.get_pipe("transformer")
     shim = backbone_shim(nlp)
 
@@ -162,8 +168,11 @@ def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], E
         shim.packed_inference = setting.packed_inference
         order = longest_first(texts) if setting.sort_by_length else list(range(len(texts)))
         mode = torch.inference_mode() if setting.inference_mode else contextlib.nullcontext()
+        ordered = (texts[i] for i in order)
         with mode:
-            found = [entities(doc) for doc in nlp.pipe((texts[i] for i in order), batch_size=setting.batch_size)]
+            docs = (pipe_in_threads(nlp, ordered, threads=setting.workers, batch_size=setting.batch_size)
+                    if setting.workers > 1 else nlp.pipe(ordered, batch_size=setting.batch_size))
+            found = [entities(doc) for doc in docs]
         restored: Entities = [()] * len(texts)
         for position, index in enumerate(order):
             restored[index] = found[position]
@@ -213,6 +222,7 @@ def lever_rows(default: Setting, *, windows: bool) -> list[Setting]:
         {"packed_inference": False, "bucket_call_cost": 1024},
         {"threads": 1},
         {"inference_mode": True},
+        {"workers": default.threads} if default.threads > 1 else {},
     ]
     rows = [default, replace(default, threads=1), documents]
     return rows + [replace(documents, **change) for change in doc_levers if change]
@@ -222,7 +232,8 @@ def precision_rows(documents: Setting, winners: dict[str, Any], precisions: Sequ
                    windows: bool) -> list[Setting]:
     """Per precision, on documents: alone, with the winning levers, and those without overlap;
     the torch precisions with bfloat16 and the ONNX Runtime ones also on padded windows (what
-    packing gains there)."""
+    packing gains there); and each in worker threads (one per thread) where there are threads
+    to share."""
     rows = []
     for precision in precisions:
         base = replace(documents, precision=precision)
@@ -230,4 +241,6 @@ def precision_rows(documents: Setting, winners: dict[str, Any], precisions: Sequ
         rows += [base, best] + ([replace(best, no_overlap=True)] if windows else [])
         if precision in BF16_PRECISIONS or precision in ONNX_PRECISIONS:
             rows.append(replace(base, packed_inference=False))
+        if documents.threads > 1:
+            rows.append(replace(best, workers=documents.threads))
     return rows
