@@ -863,7 +863,7 @@ def _f1_lines(f1: dict[str, Any] | None) -> list[str]:
     for row in f1.get("distilled", []):
         lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
                      f"{row['delta_vs_float32']:+.2f} (vs the teacher's) | |")
-    return lines + ["*worker threads*: `spacy_ner_project.threads.pipe_in_threads` (`evaluate --threads`), each worker "
+    return lines + ["", "*worker threads*: `spacy_ner_project.threads.pipe_in_threads` (`evaluate --threads`), each worker "
                     "running the whole pipeline at one intra-op thread; scored as they ran, since int8 activations are "
                     "quantised per backbone call and a worker's batches differ from nlp.pipe's.", ""]
 

@@ -58,3 +58,20 @@ def test_the_speed_bound_names_the_fewer_layers_within_and_beyond_the_goal(tmp_p
     assert "4 layers 91.50, 92.00 fine-tuned on gold (beyond the goal's 0.3 F1)" in line
     assert "5 layers 92.80 (within the goal's 0.3 F1)" in line and "against its 93.00" in line
     assert inference_speed._distillation_bounds({"pipeline": {"path": "training/other/model-best"}}) == []
+
+
+def test_a_contender_in_worker_threads_reads_the_f1_scored_in_worker_threads() -> None:
+    from inference_speed_levers import Setting  # benchmarks/inference_speed_levers.py
+
+    f1 = {
+        "pipelines": [{"precision": "onnx-int8", "no_overlap": False, "delta_vs_float32": -0.28}],
+        "in_worker_threads": [{"precision": "onnx-int8", "no_overlap": False, "workers": 2, "delta_vs_float32": -0.21}],
+        "distilled": [{"precision": "onnx-int8", "workers": 2, "delta_vs_float32": -0.43},
+                      {"precision": "bf16", "delta_vs_float32": -0.44}],  # a record from before worker threads
+    }
+    pipe = Setting(precision="onnx-int8", inputs="documents")
+    threads = Setting(precision="onnx-int8", inputs="documents", workers=2)
+    found = inference_speed.contender_f1(f1, {"in nlp.pipe": pipe, "in threads": threads},
+                                         {"distilled int8": threads, "distilled bf16": Setting(precision="bf16"),
+                                          "distilled int8, nlp.pipe": pipe})
+    assert found == {"in nlp.pipe": -0.28, "in threads": -0.21, "distilled int8": -0.43, "distilled bf16": -0.44}
