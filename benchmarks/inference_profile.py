@@ -27,7 +27,9 @@ of its windows. HF on ``--hf-chunk-words``-word chunks at ``--hf-batch-size`` un
 (HF's best setting in benchmarks/inference_speed.md) and HF on sentences; with the ``[onnx]``
 extra, the fast runtime (ONNX Runtime int8): packed (components/onnx_runtime.py's packed encoder
 graph) in its length buckets (as it loads) and in one call per batch, and on padded windows in
-length buckets. Each row is warmed up once, then timed ``--repeats``
+length buckets; and packed as it loads in ``--threads`` worker threads
+(``spacy_ner_project.threads.pipe_in_threads``, one intra-op thread each: its *backbone s* sums
+its calls, core-seconds, so the bound it gives spreads them over the cores). Each row is warmed up once, then timed ``--repeats``
 times, the rows interleaved (each repeat runs every row once, in a rotated order); medians are
 reported.
 
@@ -51,6 +53,7 @@ import contextlib
 import json
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +69,7 @@ from spacy_ner_project.components import backbone_shim as backbone_shim_module
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.onnx_runtime import DEFAULT_PACKED_CALL_COST, OnnxBackboneShim
 from spacy_ner_project.components.precision import cpu_supports_bf16
+from spacy_ner_project.threads import pipe_in_threads
 
 from common import ROOT, machine, relative, write_json, write_markdown  # benchmarks/common.py
 from head_to_head import rotated  # benchmarks/head_to_head.py
@@ -83,11 +87,12 @@ FAST_RUNTIME = "onnx-int8"  # issue 24's opt-in fast runtime (benchmarks/inferen
 class BackboneLog:
     """What forward hooks on one backbone module saw during one timed run."""
 
-    seconds: float = 0.0
+    seconds: float = 0.0  # summed over calls: in worker threads, core-seconds (one intra-op thread each)
     calls: int = 0
     positions: int = 0  # batch x padded length, summed over calls
     real_positions: int = 0  # attention-mask ones
     _started: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # worker threads time calls at once
 
 
 @contextlib.contextmanager
@@ -131,10 +136,11 @@ def onnx_timer(shim: Any, log: BackboneLog) -> Iterator[None]:
     def timed(run: Callable[..., Any], *args: Any, positions: int, real: int) -> Any:
         start = time.perf_counter()
         output = run(*args)
-        log.seconds += time.perf_counter() - start
-        log.calls += 1
-        log.positions += positions
-        log.real_positions += real
+        with log.lock:
+            log.seconds += time.perf_counter() - start
+            log.calls += 1
+            log.positions += positions
+            log.real_positions += real
         return output
 
     shim._run = lambda inputs: timed(padded, inputs, positions=int(inputs.kwargs["input_ids"].numel()),
@@ -205,14 +211,16 @@ def profile(jobs: Sequence[Job], *, repeats: int) -> list[dict[str, Any]]:
     for job in jobs:
         job.run(job.warmup)
     walls: dict[str, list[float]] = {job.name: [] for job in jobs}
+    cores: dict[str, list[float]] = {job.name: [] for job in jobs}
     logs: dict[str, list[BackboneLog]] = {job.name: [] for job in jobs}
     for repeat in range(repeats):
         for job in rotated(jobs, repeat):
             log = BackboneLog()
             with backbone_hooks(job.backbone, log, shim=job.shim):
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 job.run(job.texts)
                 walls[job.name].append(time.perf_counter() - start)
+                cores[job.name].append((time.process_time() - cpu) / walls[job.name][-1])
             logs[job.name].append(log)
     rows = []
     for job in jobs:
@@ -223,7 +231,8 @@ def profile(jobs: Sequence[Job], *, repeats: int) -> list[dict[str, Any]]:
             "name": job.name, "system": job.system,
             "wall_s": round(wall, 3), "backbone_s": round(seconds, 3), "other_s": round(wall - seconds, 3),
             "backbone_calls": last.calls, "positions": last.positions, "real_positions": last.real_positions,
-            "backbone_us_per_position": round(1e6 * seconds / last.positions, 2), **job.extra,
+            "backbone_us_per_position": round(1e6 * seconds / last.positions, 2),
+            "cores_used": round(statistics.median(cores[job.name]), 2), **job.extra,
         })
     return rows
 
@@ -330,8 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     found: dict[str, Entities] = {}
 
     def our_run(nlp: Language, name: str, *, packed: bool, call_cost: int | None,
-                max_batch_items: int) -> Callable[[Sequence[str]], None]:
-        """``nlp.pipe`` with the row's own settings (set at each run: the rows take turns)."""
+                max_batch_items: int, workers: int = 1) -> Callable[[Sequence[str]], None]:
+        """``nlp.pipe`` with the row's own settings (set at each run: the rows take turns); with
+        ``workers`` > 1, ``pipe_in_threads`` (spacy_ner_project/threads.py) instead."""
         shim = backbone_shim(nlp)
 
         def run(texts: Sequence[str]) -> None:
@@ -339,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(shim, OnnxBackboneShim):  # its packed calls have their own buckets
                 shim.packed_call_cost = call_cost
             nlp.get_pipe("transformer").cfg["max_batch_items"] = max_batch_items
-            found[name] = [entities(doc) for doc in nlp.pipe(texts)]
+            docs = pipe_in_threads(nlp, texts, threads=workers) if workers > 1 else nlp.pipe(texts)
+            found[name] = [entities(doc) for doc in docs]
         return run
 
     window_options: list[int | None] = [None]
@@ -369,16 +380,20 @@ def main(argv: list[str] | None = None) -> None:
     if onnx_runtime_version() is not None:  # the fast runtime: ONNX Runtime int8, packed (as it loads) and padded
         nlp = load(args.pipeline, FAST_RUNTIME)
         shim = backbone_shim(nlp)
-        for packed, call_cost in ((True, DEFAULT_PACKED_CALL_COST), (True, None), (False, DEFAULT_BUCKET_CALL_COST)):
+        fast_rows = [(True, DEFAULT_PACKED_CALL_COST, 1), (True, None, 1), (False, DEFAULT_BUCKET_CALL_COST, 1)]
+        if args.threads > 1:  # as it loads, in worker threads (one intra-op thread each)
+            fast_rows.append((True, DEFAULT_PACKED_CALL_COST, args.threads))
+        for packed, call_cost, workers in fast_rows:
             name = (f"ours, documents, trained windows, {FAST_RUNTIME}, max_batch_items={config_batch_items()}, "
                     + ("packed, " if packed else "")
-                    + ("one call per batch" if call_cost is None else f"length buckets (call cost {call_cost})"))
+                    + ("one call per batch" if call_cost is None else f"length buckets (call cost {call_cost})")
+                    + (f", {workers} worker threads" if workers > 1 else ""))
             jobs.append(Job(name, "ours", our_run(nlp, name, packed=packed, call_cost=call_cost,
-                                                  max_batch_items=config_batch_items()),
+                                                  max_batch_items=config_batch_items(), workers=workers),
                             our_backbone(nlp), inputs.documents, warm.documents, shim=shim,
                             extra={"no_overlap": False, "bucket_call_cost": call_cost,
                                    "max_batch_items": config_batch_items(), "packed_inference": packed,
-                                   "runtime": FAST_RUNTIME}))
+                                   "runtime": FAST_RUNTIME, "workers": workers}))
     for row in profile(jobs, repeats=args.repeats):
         row["words_per_s"] = round(inputs.words / row["wall_s"], 1)
         if row["system"] == "ours" and firsts.get(row["name"], row["name"]) != row["name"]:
@@ -422,16 +437,18 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     per_position = min(r["backbone_us_per_position"] for r in rows if not r.get("runtime")) / 1e6
     bound = words / (pieces * per_position)
     # the same with our least time outside the backbone (spaCy tokenizer, word pieces, alignment, NER) kept
-    least_other = min(r["other_s"] for r in ours)
+    # (rows in worker threads sum their backbone calls' core-seconds: no wall-time split)
+    serial = [r for r in ours if r.get("workers", 1) == 1]
+    least_other = min(r["other_s"] for r in serial)
     bound_with_other = words / (pieces * per_position + least_other)
     # the fast runtime as it loads (packed, in its default buckets), else its first row
-    fast_rows = [r for r in ours if r.get("runtime") == FAST_RUNTIME]
+    fast_rows = [r for r in serial if r.get("runtime") == FAST_RUNTIME]
     fast = next((r for r in fast_rows if r.get("packed_inference") and r["bucket_call_cost"] == DEFAULT_PACKED_CALL_COST),
                 fast_rows[0] if fast_rows else None)
     fast_summary = {}
     if fast:
         # its cheapest per-position cost (packed rows: attention's padding is not counted as positions)
-        fast_per_position = min(r["backbone_us_per_position"] for r in ours if r.get("runtime") == FAST_RUNTIME) / 1e6
+        fast_per_position = min(r["backbone_us_per_position"] for r in fast_rows) / 1e6
         fast_bound = words / (pieces * fast_per_position)
         fast_bound_with_other = words / (pieces * fast_per_position + least_other)
         fast_summary = {
@@ -441,6 +458,20 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             "fast_bound_with_other_ratio": round(fast_bound_with_other / hf_best["words_per_s"], 2),
             "least_other_s": least_other,
         }
+        threaded = next((r for r in ours if r.get("runtime") == FAST_RUNTIME and r.get("workers", 1) > 1), None)
+        if threaded:
+            # every core on the backbone at one intra-op thread each (its calls' core-seconds over the
+            # workers), then also the serial rows' least time outside the backbone spread over the cores
+            workers = threaded["workers"]
+            alone = words / (threaded["backbone_s"] / workers)
+            with_other = words / ((threaded["backbone_s"] + least_other) / workers)
+            fast_summary.update({
+                "threaded": threaded["name"], "threaded_ratio": round(threaded["words_per_s"] / hf_best["words_per_s"], 2),
+                "threaded_workers": workers, "threaded_backbone_core_s": threaded["backbone_s"],
+                "threaded_cores_busy": threaded.get("cores_used"),
+                "threaded_bound_ratio": round(alone / hf_best["words_per_s"], 2),
+                "threaded_bound_with_other_ratio": round(with_other / hf_best["words_per_s"], 2),
+            })
     return {
         **fast_summary,
         "hf_best": hf_best["name"], "hf_best_words_per_s": hf_best["words_per_s"],
@@ -513,6 +544,17 @@ def render(output: Path) -> None:
             f"words/s, {s['fast_bound_ratio']}x HF's best; keeping our least time outside the backbone "
             f"({s['least_other_s']:.2f} s), {s['fast_bound_with_other_words_per_s']:,.0f} words/s, "
             f"{s['fast_bound_with_other_ratio']}x.",
+        ]
+    if "threaded" in s:
+        lines += [
+            "",
+            f"**In worker threads** (spacy_ner_project/threads.py): {s['threaded']} ran at {s['threaded_ratio']}x, "
+            f"{s['threaded_cores_busy']} cores busy on average; its backbone calls took "
+            f"{s['threaded_backbone_core_s']:.2f} core-seconds (one intra-op thread each; its row's *backbone s*, "
+            f"so its *other s* is not a split of the wall time). With every core on the backbone and nothing else, "
+            f"{s['threaded_bound_ratio']}x HF's best; adding our least time outside the backbone above, spread over "
+            f"the {s['threaded_workers']} cores, {s['threaded_bound_with_other_ratio']}x. What the row loses against "
+            "that is the time the workers wait for each other and for Python's GIL.",
         ]
     stages = report.get("stages")
     if stages:
