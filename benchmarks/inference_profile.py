@@ -14,9 +14,9 @@ compute.
 Stages (on unless ``--no-stages``): the default row's pipeline again, each stage run alone over the
 same documents one after the other (spaCy's tokenizer; the transformer component, its backbone
 timed by the hooks; the NER component; and the NER's tok2vec alone: listener pooling, hash
-embeddings and the Maxout projection), with the NER's
-matrix products on torch's BLAS (``BlasOps``, what ``CasedTok2Vec.v1`` uses) and on thinc's blis
-(what it used before, ``NumpyOps``), medians of ``--repeats``.
+embeddings and the Maxout projection), with the NER's tok2vec on torch (``BlasOps``' products,
+Maxout and layer norm: what ``CasedTok2Vec.v1`` uses) and as thinc runs it (blis, its own Maxout and
+layer norm: what it used before), medians of ``--repeats``.
 
 Rows: ours on documents with the trained windows (the default), and with windows W/W (no
 overlap); each at the pipeline's own ``max_batch_items`` and at that of configs/ner_trf.cfg
@@ -64,8 +64,10 @@ import spacy
 import torch
 from spacy.language import Language
 from thinc.api import NumpyOps
+from thinc.layers import layernorm, maxout
 
 from spacy_ner_project.components import backbone_shim as backbone_shim_module
+from spacy_ner_project.components.blas_ops import layer_norm_forward, maxout_forward
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.onnx_runtime import DEFAULT_PACKED_CALL_COST, OnnxBackboneShim
 from spacy_ner_project.components.precision import cpu_supports_bf16
@@ -263,16 +265,19 @@ def stage_seconds(nlp: Language, texts: Sequence[str], *, backbone: torch.nn.Mod
 
 @contextlib.contextmanager
 def with_blis(nlp: Language) -> Iterator[None]:
-    """The NER's tok2vec on thinc's ``NumpyOps`` (blis) while inside, its own ops again after."""
+    """The NER's tok2vec as thinc runs it while inside (``NumpyOps``: blis; thinc's own Maxout and
+    LayerNorm forwards, not components/blas_ops.py's torch ones), its own ops and forwards again after."""
+    thincs = {maxout_forward: maxout.forward, layer_norm_forward: layernorm.forward}
     nodes = list(nlp.get_pipe("ner").model.get_ref("tok2vec").walk())
-    saved = [node.ops for node in nodes]
+    saved = [(node.ops, node._func) for node in nodes]
     for node in nodes:
         node.ops = NumpyOps()
+        node._func = thincs.get(node._func, node._func)
     try:
         yield
     finally:
-        for node, ops in zip(nodes, saved):
-            node.ops = ops
+        for node, (ops, func) in zip(nodes, saved):
+            node.ops, node._func = ops, func
 
 
 def text_word_pieces(tokenizer: Any, documents: Sequence[str]) -> int:
@@ -510,9 +515,12 @@ def render(output: Path) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rows"]:
+        threaded = r.get("workers", 1) > 1  # backbone s: core-seconds of calls that overlapped
+        other = "–" if threaded else f"{r['other_s']:.2f}"
+        share = "–" if threaded else f"{100 * r['backbone_s'] / r['wall_s']:.0f}%"
         lines.append(
-            f"| {r['name']} | {r['words_per_s']:,.0f} | {r['wall_s']:.2f} | {r['backbone_s']:.2f} | {r['other_s']:.2f} | "
-            f"{100 * r['backbone_s'] / r['wall_s']:.0f}% | {r['positions']:,} | {r['real_positions']:,} | "
+            f"| {r['name']} | {r['words_per_s']:,.0f} | {r['wall_s']:.2f} | {r['backbone_s']:.2f}{' (core-s)' if threaded else ''} | "
+            f"{other} | {share} | {r['positions']:,} | {r['real_positions']:,} | "
             f"{100 * (1 - r['real_positions'] / r['positions']):.0f}% | {r['positions'] / inp['text_word_pieces']:.2f} | "
             f"{r['backbone_us_per_position']:.1f} | {r.get('texts_differing', '–')} |"
         )
@@ -563,8 +571,9 @@ def render(output: Path) -> None:
             "## By stage",
             "",
             "The default row's pipeline (trained windows, packed inference), each stage run alone over the same "
-            "documents, seconds, median of the runs; the NER's matrix products on torch's BLAS (`BlasOps`, "
-            "what `CasedTok2Vec.v1` uses) and on thinc's single-threaded blis (before):",
+            "documents, seconds, median of the runs; the NER's tok2vec on torch (`BlasOps`' products, Maxout and "
+            "layer norm: what `CasedTok2Vec.v1` uses) and as thinc runs it (single-threaded blis, its own Maxout and "
+            "layer norm: before):",
             "",
             "| stage | " + " | ".join(f"{ops} s" for ops in stages) + " |",
             "|---|" + "---:|" * len(stages),

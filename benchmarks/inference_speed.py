@@ -676,6 +676,12 @@ def _bounds_lines(bounds: dict[str, Any] | None, goals: dict[str, bool],
                      f"cost per position (packed or padded) on the text's word pieces it would reach {bounds['fast_bound_with_other_ratio']}x "
                      f"keeping our least time outside the backbone ({bounds['least_other_s']:.2f} s), "
                      f"{bounds['fast_bound_ratio']}x with none.")
+    if "threaded_ratio" in bounds:
+        lines.append(f"- In {bounds['threaded_workers']} worker threads it ran there at {bounds['threaded_ratio']}x with "
+                     f"{bounds['threaded_cores_busy']} cores busy; its backbone calls took {bounds['threaded_backbone_core_s']:.2f} "
+                     f"core-seconds: every core on the backbone alone would give {bounds['threaded_bound_ratio']}x, and "
+                     f"{bounds['threaded_bound_with_other_ratio']}x with our least time outside the backbone spread over "
+                     "the cores; the rest is the workers waiting for each other and for Python's GIL.")
     return lines + _fewer_layers_line(fewer_layers or []) + [""]
 
 
