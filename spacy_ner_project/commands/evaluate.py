@@ -163,7 +163,7 @@ def make_evaluate_command(*, unit: str, n_docs: Optional[int], doc: str) -> Call
         displacy_limit: int = typer.Option(DISPLACY_LIMIT, "--displacy-limit", help="Documents rendered per displaCy section (0: none)", callback=at_least(0, meaning="none")),
         gpu_id: int = typer.Option(CPU, "--gpu-id", "-g", help=f"GPU id, {CPU} for CPU", callback=at_least(CPU, meaning="the CPU")),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="nlp.pipe batch size (default: the pipeline's nlp.batch_size; for an LLM >= its concurrency)", callback=at_least(1)),
-        threads: int = typer.Option(1, "--threads", help="Worker threads, each running the whole pipeline at one intra-op thread (a trained pipeline on the CPU: 2 on 2 cores was 1.1-1.2x the words/s, docs/speed.md); 1: nlp.pipe", callback=at_least(1)),
+        threads: int = typer.Option(1, "--threads", help="Worker threads, each running the whole pipeline at one intra-op thread (a trained pipeline on the CPU, many texts: 2 on 2 cores was 1.1-1.2x the words/s, docs/speed.md); 1: nlp.pipe", callback=at_least(1)),
         min_overlap: float = typer.Option(settings.min_overlap, help="overlap mode: least share of gold tokens covered (0-1)"),
         text_threshold: float = typer.Option(settings.text_threshold, help="text mode: least rapidfuzz similarity (0-100)"),
         text_scorer: str = typer.Option(settings.text_scorer, help="text mode: rapidfuzz.fuzz scorer"),
