@@ -18,6 +18,8 @@ Runtime, spaCy's parser loop, the Rust tokenizer) release Python's GIL.
 * Outputs: those of ``nlp.pipe`` up to floating-point rounding (a batch's composition changes
   the order of sums); with int8 activations quantised per call (ONNX Runtime int8) a few
   entities may differ, as with any other batching.
+* For pipelines on the CPU: on a GPU the threads would share one device and gain nothing measured
+  here (``evaluate`` refuses worker threads with a GPU id).
 * torch's thread count is process-wide: it is 1 while workers run and restored between chunks
   and at the end (also on an error or Ctrl-C). Other threads of the process that use torch
   meanwhile run on one thread too.

@@ -261,6 +261,9 @@ def test_worker_threads_score_as_nlp_pipe_does(corpus: Dict[str, Path], tmp_path
         key: value for key, value in piped.items() if key != "speed"}
     code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "x"), "--threads", "0")
     assert code == 1 and "--threads" in output
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "x"), "--threads", "2",
+                           "--gpu-id", "0")
+    assert code == 1 and "run pipelines on the CPU" in " ".join(output.split())
 
 
 def test_importable_api_scores_in_memory_pipelines(corpus: Dict[str, Path], tmp_path: Path) -> None:

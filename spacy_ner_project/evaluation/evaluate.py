@@ -263,6 +263,8 @@ def run_evaluation(
     GPU ``gpu_id`` (a :class:`~spacy_ner_project.pipelines.DeviceError` when it cannot be used)
     and score them on the first ``n_docs`` units of ``data_path`` (None or 0: all), each run in
     ``threads`` worker threads (see :func:`predict`)."""
+    if threads > 1 and gpu_id != CPU:
+        raise UserError(f"worker threads (threads {threads}) run pipelines on the CPU; on GPU {gpu_id} give threads 1")
     use_device(gpu_id)
     gold = read_gold(data_path, n_docs=n_docs, unit=unit)  # first: a bad path fails before a cache file is made
     labels = pipeline_names(sources, names)
