@@ -266,6 +266,20 @@ def test_worker_threads_score_as_nlp_pipe_does(corpus: Dict[str, Path], tmp_path
     assert code == 1 and "run pipelines on the CPU" in " ".join(output.split())
 
 
+def test_ctrl_c_stops_with_one_line_and_exit_130(corpus: Dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from spacy_ner_project.evaluation import evaluate
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate, "run_evaluation", interrupted)
+    code, output = run_cli(str(corpus["good"]), str(corpus["data"]), "--output", str(tmp_path / "stopped"))
+    assert code == 130
+    assert "Stopped: no report written" in " ".join(output.split())
+    assert not (tmp_path / "stopped" / "metrics.json").exists()
+
+
 def test_importable_api_scores_in_memory_pipelines(corpus: Dict[str, Path], tmp_path: Path) -> None:
     gold = read_gold(corpus["data"])
     evaluation = evaluate_pipelines({"a": ruler_pipeline(GOOD_PATTERNS)}, gold, batch_size=2)

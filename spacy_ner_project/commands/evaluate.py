@@ -84,6 +84,18 @@ def gpu_option() -> Iterator[None]:
         raise UserError(f"--gpu-id {err.gpu_id}: {err.reason}; use --gpu-id {CPU} for the CPU") from err
 
 
+@contextmanager
+def stopped_by_ctrl_c(cache: Optional[Path]) -> Iterator[None]:
+    """Ctrl-C inside: one line saying what was kept, then exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = f"; the LLM answers so far are in {cache}, which a rerun reads" if cache else ""
+        msg.warn(f"Stopped: no report written (it is written once every pipeline is scored){kept}. "
+                 "Run the same command again.")
+        raise typer.Exit(130) from None
+
+
 def run_command(
     ctx: typer.Context,
     paths: List[str],
@@ -119,7 +131,7 @@ def run_command(
     except ValueError as err:
         raise UserError(str(err)) from err
     llm_overrides = pipelines.model_overrides(component=component, model=model, base_url=base_url, cache=cache)
-    with in_flags(), gpu_option(), path_option("--cache", cache):
+    with in_flags(), gpu_option(), path_option("--cache", cache), stopped_by_ctrl_c(cache):
         evaluation = evaluate.run_evaluation(
             positional[:-1],
             Path(positional[-1]),
