@@ -354,8 +354,7 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(shim, OnnxBackboneShim):  # its packed calls have their own buckets
                 shim.packed_call_cost = call_cost
             nlp.get_pipe("transformer").cfg["max_batch_items"] = max_batch_items
-            docs = pipe_in_threads(nlp, texts, threads=workers) if workers > 1 else nlp.pipe(texts)
-            found[name] = [entities(doc) for doc in docs]
+            found[name] = [entities(doc) for doc in pipe_in_threads(nlp, texts, threads=workers)]
         return run
 
     window_options: list[int | None] = [None]

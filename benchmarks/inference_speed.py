@@ -483,14 +483,8 @@ def distilled_f1(gold: Sequence[ConllDocument], pipelines: dict[str, Language], 
                  float32: float) -> list[dict[str, Any]]:
     """F1 of the distilled pipeline under each setting timed (its precision, in its worker threads),
     against the teacher's float32 (after :func:`f1_report`, on its threads)."""
-    rows = []
-    for setting in settings:
-        scores = ents_f(pipelines[setting.precision], gold, batch_size=64, workers=setting.workers)
-        name = f"distilled, {setting.precision}" + (f", {setting.workers} worker threads" if setting.workers > 1 else "")
-        rows.append({"precision": setting.precision, "workers": setting.workers, "name": name, **scores,
-                     "delta_vs_float32": round(scores["ents_f"] - float32, 2)})
-        print(f"F1 {name}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs the teacher's float32)", flush=True)
-    return rows
+    return [_scored(pipelines[s.precision], gold, name=f"distilled, {s.precision}", workers=s.workers, float32=float32,
+                    versus="the teacher's float32", precision=s.precision) for s in settings]
 
 
 def threaded_f1(gold: Sequence[ConllDocument], pipeline: Callable[[str, bool], Language], settings: Iterable[Setting], *,
@@ -498,15 +492,21 @@ def threaded_f1(gold: Sequence[ConllDocument], pipeline: Callable[[str, bool], L
     """F1 of each pipeline variant that a head-to-head contender runs in worker threads, run so
     (int8 activations are quantised per backbone call, so the batches a worker makes can change
     entities), against the pipeline in float32 (after :func:`f1_report`, on its threads)."""
-    rows = []
-    for key in dict.fromkeys((s.precision, s.no_overlap, s.workers) for s in settings if s.workers > 1):
-        precision, no_overlap, workers = key
-        scores = ents_f(pipeline(precision, no_overlap), gold, batch_size=64, workers=workers)
-        name = f"{precision}{', no overlap' if no_overlap else ''}, {workers} worker threads"
-        rows.append({"precision": precision, "no_overlap": no_overlap, "workers": workers, "name": name, **scores,
-                     "delta_vs_float32": round(scores["ents_f"] - float32, 2)})
-        print(f"F1 {name}: {scores['ents_f']:.2f} ({rows[-1]['delta_vs_float32']:+.2f} vs float32)", flush=True)
-    return rows
+    variants = dict.fromkeys((s.precision, s.no_overlap, s.workers) for s in settings if s.workers > 1)
+    return [_scored(pipeline(precision, no_overlap), gold, name=f"{precision}{', no overlap' if no_overlap else ''}",
+                    workers=workers, float32=float32, versus="float32", precision=precision, no_overlap=no_overlap)
+            for precision, no_overlap, workers in variants]
+
+
+def _scored(nlp: Language, gold: Sequence[ConllDocument], *, name: str, workers: int, float32: float, versus: str,
+            **fields: Any) -> dict[str, Any]:
+    """One F1 row: ``nlp`` scored on ``gold`` in ``workers`` worker threads, its change against
+    ``float32`` (printed as against ``versus``), with ``fields``."""
+    scores = ents_f(nlp, gold, batch_size=64, workers=workers)
+    name += f", {workers} worker threads" if workers > 1 else ""
+    row = {**fields, "workers": workers, "name": name, **scores, "delta_vs_float32": round(scores["ents_f"] - float32, 2)}
+    print(f"F1 {name}: {scores['ents_f']:.2f} ({row['delta_vs_float32']:+.2f} vs {versus})", flush=True)
+    return row
 
 
 def contender_f1(f1: dict[str, Any], ours: dict[str, Setting], distilled: dict[str, Setting]) -> dict[str, float]:
@@ -863,12 +863,10 @@ def _f1_lines(f1: dict[str, Any] | None) -> list[str]:
         windows = f"{row['delta_vs_trained_windows']:+.2f}" if "delta_vs_trained_windows" in row else ""
         lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
                      f"{row['delta_vs_float32']:+.2f} | {windows} |")
-    for row in f1.get("in_worker_threads", []):
-        lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
-                     f"{row['delta_vs_float32']:+.2f} | |")
-    for row in f1.get("distilled", []):
-        lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
-                     f"{row['delta_vs_float32']:+.2f} (vs the teacher's) | |")
+    for key, versus in (("in_worker_threads", ""), ("distilled", " (vs the teacher's)")):
+        for row in f1.get(key, []):
+            lines.append(f"| {row['name']} | {row['ents_p']:.2f} | {row['ents_r']:.2f} | {row['ents_f']:.2f} | "
+                         f"{row['delta_vs_float32']:+.2f}{versus} | |")
     return lines + ["", "*worker threads*: `spacy_ner_project.threads.pipe_in_threads` (`evaluate --threads`), each worker "
                     "running the whole pipeline at one intra-op thread; scored as they ran, since int8 activations are "
                     "quantised per backbone call and a worker's batches differ from nlp.pipe's.", ""]

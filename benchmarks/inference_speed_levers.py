@@ -169,10 +169,9 @@ def spacy_runner(nlp: Language, setting: Setting) -> Callable[[Sequence[str]], E
         order = longest_first(texts) if setting.sort_by_length else list(range(len(texts)))
         mode = torch.inference_mode() if setting.inference_mode else contextlib.nullcontext()
         ordered = (texts[i] for i in order)
-        with mode:
-            docs = (pipe_in_threads(nlp, ordered, threads=setting.workers, batch_size=setting.batch_size)
-                    if setting.workers > 1 else nlp.pipe(ordered, batch_size=setting.batch_size))
-            found = [entities(doc) for doc in docs]
+        with mode:  # one worker: nlp.pipe itself
+            found = [entities(doc) for doc in pipe_in_threads(nlp, ordered, threads=setting.workers,
+                                                              batch_size=setting.batch_size)]
         restored: Entities = [()] * len(texts)
         for position, index in enumerate(order):
             restored[index] = found[position]

@@ -79,19 +79,16 @@ def pipe_in_threads(
         yield from nlp.pipe(texts, batch_size=size)
         return
     stream = iter(texts)
-    warmed = False
+    docs = [_doc(nlp, text) for text in itertools.islice(stream, threads * size)]
+    if not docs:
+        return
+    with _one_intra_op_thread():
+        list(nlp.pipe([docs[0][:WARM_UP_TOKENS].as_doc()]))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipe_in_threads") as pool:
-        while True:
-            docs = [_doc(nlp, text) for text in itertools.islice(stream, threads * size)]
-            if not docs:
-                return
-            if not warmed:
-                with _one_intra_op_thread():
-                    _run(nlp, [docs[0][:WARM_UP_TOKENS].as_doc()], batch_size=size)
-                warmed = True
+        while docs:
             shares = share([len(doc) for doc in docs], parts=threads)
             with _one_intra_op_thread():
-                futures: List[Future] = [pool.submit(_run, nlp, [docs[i] for i in part], batch_size=size)
+                futures: List[Future] = [pool.submit(_pipe, nlp, [docs[i] for i in part], batch_size=size)
                                          for part in shares]
                 try:
                     results = [future.result() for future in futures]
@@ -104,20 +101,16 @@ def pipe_in_threads(
                 for index, doc in zip(part, result):
                     ordered[index] = doc
             yield from ordered  # type: ignore[misc]
+            docs = [_doc(nlp, text) for text in itertools.islice(stream, threads * size)]
 
 
 def _doc(nlp: Language, text: Union[str, Doc]) -> Doc:
     return nlp.make_doc(text) if isinstance(text, str) else text
 
 
-def _run(nlp: Language, docs: List[Doc], *, batch_size: int) -> List[Doc]:
-    """Every enabled component of ``nlp`` on ``docs``, as ``nlp.pipe`` runs them."""
-    for _, component in nlp.pipeline:
-        if hasattr(component, "pipe"):
-            docs = list(component.pipe(docs, batch_size=batch_size))
-        else:
-            docs = [component(doc) for doc in docs]
-    return docs
+def _pipe(nlp: Language, docs: List[Doc], *, batch_size: int) -> List[Doc]:
+    """``nlp.pipe`` on one worker's share (Docs in, so nothing is tokenized there)."""
+    return list(nlp.pipe(docs, batch_size=batch_size))
 
 
 def _intra_op_threads() -> int:
