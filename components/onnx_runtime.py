@@ -88,21 +88,42 @@ class OnnxSettings:
             raise ValueError(f"threads must be at least 1 or None (torch's), got {self.threads}")
 
 
-def open_session(path: Path, *, threads: int) -> Any:
-    """An ONNX Runtime CPU session on the model file ``path``, all graph optimisations on, its
-    idle threads asleep rather than spinning.
+# ONNX Runtime graph optimisations left out (``disabled_optimizers``), with the reason each is.
+# SkipLayerNormFusion: it fuses each residual Add and the LayerNormalization after it into one
+# SkipLayerNormalization, whose CPU kernel (onnxruntime 1.32) was ~4x slower than the two ops it
+# replaces: on the int8 packed default backbone, 1 intra-op thread, 40 packed calls (26,790 word
+# pieces of CoNLL test), those ops took 0.37 s fused against 0.08 s unfused, the whole session
+# 0.90x the time (6 interleaved rounds, faster in each); 2 worker threads over 12,010 words ran
+# at 1.14x the words/s (10 rounds, median of the paired ratios; benchmarks/inference_speed.md
+# has the run). float32 took the same time either way, its hidden states within 1e-5.
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
-    Spinning threads hold the cores that the rest of the pipeline (tokenizer, alignment, the NER)
-    needs between backbone calls: on the shared 2-core host (load average ~6), the tiny test
-    pipeline ran 1,021 words/s with spinning off against 783 with it on (median of 3, 12 CoNLL
-    test documents; not measured on a quiet machine)."""
+
+def session_options(*, threads: int) -> Any:
+    """The ``SessionOptions`` of :func:`open_session`: all graph optimisations on, ``threads``
+    intra-op threads and one inter-op thread, idle threads asleep rather than spinning."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return options
+
+
+def open_session(path: Path, *, threads: int, options: Any = None) -> Any:
+    """An ONNX Runtime CPU session on the model file ``path`` (``options``: None is
+    :func:`session_options` at ``threads``), without the optimisations of DISABLED_OPTIMIZERS.
+
+    Idle threads sleep: spinning threads hold the cores that the rest of the pipeline
+    (tokenizer, alignment, the NER) needs between backbone calls: on the shared 2-core host
+    (load average ~6), the tiny test pipeline ran 1,021 words/s with spinning off against 783
+    with it on (median of 3, 12 CoNLL test documents; not measured on a quiet machine)."""
+    ort = import_onnxruntime()
+    return ort.InferenceSession(
+        str(path), sess_options=options or session_options(threads=threads), providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(DISABLED_OPTIMIZERS),
+    )
 
 
 def _feed(names: list[str], kwargs: dict[str, Any]) -> dict[str, numpy.ndarray]:

@@ -226,6 +226,32 @@ def test_int8_runs_int8_kernels_near_float32(trained: Path, cache: Path) -> None
 
 
 @needs_onnx
+def test_sessions_leave_the_residual_add_and_layer_norm_unfused(trained: Path, cache: Path, tmp_path: Path) -> None:
+    """ONNX Runtime fuses each residual Add and LayerNormalization into SkipLayerNormalization
+    unless told not to (its CPU kernel was ~4x slower: onnx_runtime.DISABLED_OPTIMIZERS)."""
+    import onnx
+    import onnxruntime
+
+    from spacy_ner_project.components.onnx_runtime import onnx_model_files, open_session, session_options
+
+    nlp = spacy.load(trained, config=onnx_config(cache, int8=True))
+    (model_file,) = onnx_model_files(nlp)
+
+    def optimised_operators(path: Path, *, ours: bool) -> set[str]:
+        options = session_options(threads=1)
+        options.optimized_model_filepath = str(path)
+        if ours:
+            open_session(model_file, threads=1, options=options)
+        else:
+            onnxruntime.InferenceSession(str(model_file), sess_options=options, providers=["CPUExecutionProvider"])
+        return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+    assert "SkipLayerNormalization" in optimised_operators(tmp_path / "fused.onnx", ours=False)
+    ours = optimised_operators(tmp_path / "ours.onnx", ours=True)
+    assert "SkipLayerNormalization" not in ours and "LayerNormalization" in ours
+
+
+@needs_onnx
 def test_saving_keeps_the_callback_and_float32_weights(trained: Path, cache: Path, tmp_path: Path) -> None:
     from spacy_ner_project.components.onnx_runtime import onnx_model_files
 
