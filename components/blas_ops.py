@@ -25,10 +25,21 @@ interleaved rounds over the 12,010 words (bf16 default, 2 AMD EPYC cores), 1.085
 (median of the rounds' ratios), the same entities on every text. (An older note here found
 torch's reductions over a last axis of 3 slower; that was ``max`` with its indices, which
 inference does not need.)
+
+:func:`use_int8_maxout` gives each Maxout an :class:`Int8MaxoutForward` instead: the same at
+inference with int8 weights (one scale per output channel, torch's dynamic quantisation:
+activations quantised per call), packed once per weights (they are checked by a CRC at each
+call, so new weights are packed again). The ONNX Runtime backbone's ``int8`` option uses it for
+the NER's tok2vec (components/onnx_runtime.py). On that projection, one thread: 0.048 s against
+0.110 s in float32 (0.078 s in bfloat16); dev F1 of the default pipeline with the int8 backbone,
+all 216 dev documents: 92.95 either way (5 documents' entities differ), and 92.90 either way in 2
+worker threads.
 """
 
 from __future__ import annotations
 
+import warnings
+import zlib
 from typing import Any, Callable, Optional, Tuple
 
 import numpy
@@ -85,6 +96,60 @@ def maxout_forward(model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]
         raise ValueError("maxout_forward was run for inference (is_train=False): it has no gradient.")
 
     return Y, backprop
+
+
+class Int8MaxoutForward:
+    """A Maxout layer's forward with int8 weights at inference (see the module docstring), one
+    per layer: it keeps the layer's product as torch's dynamic int8 ``Linear`` (per-channel
+    weight scales) with the CRC of the weights and bias it was packed from, and packs again when
+    they change. Training (and anything but a float32 NumPy matrix) runs thinc's own forward."""
+
+    def __init__(self) -> None:
+        self._packed: Optional[Tuple[int, torch.nn.Module]] = None
+
+    def __call__(self, model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
+        if is_train or not _float32_matrix(X):
+            return maxout.forward(model, X, is_train)
+        pieces, width = model.get_dim("nP"), model.get_dim("nO")
+        with torch.no_grad():
+            Y = self.linear(model)(torch.from_numpy(X)).view(-1, width, pieces).amax(-1).numpy()
+
+        def backprop(dY: Any) -> Any:
+            raise ValueError("Int8MaxoutForward was run for inference (is_train=False): it has no gradient.")
+
+        return Y, backprop
+
+    def linear(self, model: Model) -> torch.nn.Module:
+        """``model``'s product in int8, packed again when its weights or bias changed."""
+        W, b = model.get_param("W"), model.get_param("b")
+        digest = zlib.crc32(numpy.ascontiguousarray(b), zlib.crc32(numpy.ascontiguousarray(W)))
+        packed = self._packed  # one read: worker threads may pack at once (either result is right)
+        if packed is not None and packed[0] == digest:
+            return packed[1]
+        pieces, width = model.get_dim("nP"), model.get_dim("nO")
+        linear = torch.nn.Linear(model.get_dim("nI"), width * pieces)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.reshape(width * pieces, -1)))
+            linear.bias.copy_(torch.from_numpy(b.reshape(width * pieces)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
+            quantized = torch.ao.quantization.quantize_dynamic(
+                torch.nn.Sequential(linear), {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+                dtype=torch.qint8,
+            )[0]
+        self._packed = (digest, quantized)
+        return quantized
+
+
+def use_int8_maxout(model: Model) -> int:
+    """Give every ``Maxout.v1`` layer of ``model`` its own :class:`Int8MaxoutForward` (those that
+    have one keep it); returns how many layers have one."""
+    count = 0
+    for node in model.walk():
+        if node._func in (maxout.forward, maxout_forward):
+            node._func = Int8MaxoutForward()
+        count += isinstance(node._func, Int8MaxoutForward)
+    return count
 
 
 _INFERENCE_FORWARDS: dict[Callable, Callable] = {layernorm.forward: layer_norm_forward, maxout.forward: maxout_forward}

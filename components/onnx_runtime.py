@@ -33,7 +33,9 @@ alignment, the NER.
   tiny pipeline of ``tests/test_onnx_runtime.py`` the hidden states match torch's float32 within
   1e-4 (absolute and relative; 2.2e-6 at most seen) and the entities are the same.
 * int8 (``int8 = true``): weights int8 with one scale per output channel, activations
-  quantised per call; entities may change (tests/test_onnx_runtime.py measures how often).
+  quantised per call; entities may change (tests/test_onnx_runtime.py measures how often). The
+  pipeline's Maxout layers (the NER's tok2vec projection, its largest product) predict with
+  int8 weights too, on torch (:func:`spacy_ner_project.components.blas_ops.use_int8_maxout`).
 * ``cpu_mixed_precision`` (bfloat16 autocast) has no effect on the ONNX Runtime backbone.
 
 The torch module stays in the pipeline: saving writes its float32 weights, and a saved
@@ -45,7 +47,6 @@ optimizer step the backbone is exported again on the next prediction.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -60,6 +61,7 @@ from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPo
 
 from spacy_ner_project.components.after_loading import apply_once_loaded, transformer_components
 from spacy_ner_project.components.backbone_shim import BackboneShim
+from spacy_ner_project.components.blas_ops import use_int8_maxout
 from spacy_ner_project.components.length_buckets import predict_in_buckets
 from spacy_ner_project.components.onnx_export import cached_backbone, default_cache_dir, import_onnxruntime
 from spacy_ner_project.components.packed_bert import PackedEncoder, PackedLayout, is_packable, packed_layout, with_pooler
@@ -272,9 +274,19 @@ def use_onnx_runtime(model: Model, *, settings: OnnxSettings = OnnxSettings()) -
 
 
 def onnx_pipeline(nlp: Language, *, settings: OnnxSettings = OnnxSettings()) -> Language:
-    """Run every transformer component's backbone of an in-memory pipeline in ONNX Runtime now."""
+    """Run every transformer component's backbone of an in-memory pipeline in ONNX Runtime now
+    (and, with ``int8``, its Maxout layers with int8 weights)."""
     for component in transformer_components(nlp, purpose=PURPOSE):
         use_onnx_runtime(component.model, settings=settings)
+    return _int8_maxouts(nlp) if settings.int8 else nlp
+
+
+def _int8_maxouts(nlp: Language) -> Language:
+    """Every component's Maxout layers predict with int8 weights (blas_ops.use_int8_maxout)."""
+    for _, component in nlp.pipeline:
+        model = getattr(component, "model", None)
+        if isinstance(model, Model):
+            use_int8_maxout(model)
     return nlp
 
 
@@ -293,13 +305,19 @@ def onnx_backbone_v1(
 ) -> Callable[[Language], Language]:
     """``[nlp.after_pipeline_creation]`` callback: the backbones in ONNX Runtime once weights are loaded.
 
-    ``int8``: int8 weights (ONNX Runtime's dynamic quantisation) instead of float32;
+    ``int8``: int8 weights (ONNX Runtime's dynamic quantisation) instead of float32, and the
+    pipeline's Maxout layers with int8 weights (torch's);
     ``cache_dir``: where exported files are kept (None: ``~/.cache/spacy_ner_project/onnx``);
     ``threads``: ONNX Runtime's intra-op threads (None: torch's thread count, followed when it changes)."""
     settings = OnnxSettings(int8=int8, cache_dir=Path(cache_dir) if cache_dir else None, threads=threads)
     import_onnxruntime()  # a missing [onnx] extra is one line, before any weights are read
 
     def after_pipeline_creation(nlp: Language) -> Language:
-        return apply_once_loaded(nlp, functools.partial(use_onnx_runtime, settings=settings), purpose=PURPOSE)
+        def switch(model: Model) -> None:  # once weights are read (spacy train reads none: torch, float32)
+            use_onnx_runtime(model, settings=settings)
+            if settings.int8:
+                _int8_maxouts(nlp)
+
+        return apply_once_loaded(nlp, switch, purpose=PURPOSE)
 
     return after_pipeline_creation

@@ -94,3 +94,37 @@ def test_maxout_predicts_on_torch_and_trains_with_thincs() -> None:
     layer.set_param("b", rng.standard_normal(layer.get_param("b").shape, dtype=numpy.float32))
     X = rng.standard_normal((11, 7), dtype=numpy.float32)
     assert_predicts_on_torch_and_trains_with_thincs(model, layer, X, ours=maxout_forward, thincs=maxout.forward)
+
+
+def test_int8_maxout_predicts_near_float32_repacks_new_weights_and_trains_with_thincs() -> None:
+    from thinc.api import Maxout, chain
+    from thinc.layers import maxout
+
+    from spacy_ner_project.components.blas_ops import Int8MaxoutForward, use_int8_maxout
+
+    model = chain(Maxout(nO=16, nI=24, nP=3, normalize=True), Maxout(nO=8, nI=16, nP=2))
+    model.initialize()
+    rng = numpy.random.default_rng(5)
+    X = rng.standard_normal((40, 24), dtype=numpy.float32)
+    use_blas_ops(model)
+    before = model.predict(X)
+    assert use_int8_maxout(model) == 2
+    layers = sorted((node for node in model.walk() if isinstance(node._func, Int8MaxoutForward)),
+                    key=lambda node: -node.get_dim("nI"))  # the first layer (24 inputs), then the second
+    assert len(layers) == 2
+    forwards = [node._func for node in layers]
+    found = model.predict(X)
+    relative = numpy.linalg.norm(found - before) / numpy.linalg.norm(before)
+    assert 0 < relative < 0.05  # int8 weights and activations: close, not equal
+    assert use_int8_maxout(model) == 2 and [node._func for node in layers] == forwards  # kept
+    packed = forwards[0].linear(layers[0])
+    numpy.testing.assert_array_equal(model.predict(X), found)
+    assert forwards[0].linear(layers[0]) is packed  # packed once
+    layers[0].set_param("W", layers[0].get_param("W") * 2)  # new weights: packed again
+    assert forwards[0].linear(layers[0]) is not packed
+    Y, backprop = layers[0].begin_update(X)  # training: thinc's own forward and gradient
+    expected, expected_backprop = maxout.forward(layers[0], X, True)
+    numpy.testing.assert_array_equal(Y, expected)
+    numpy.testing.assert_array_equal(backprop(numpy.ones_like(Y)), expected_backprop(numpy.ones_like(Y)))
+    with pytest.raises(ValueError, match="inference"):
+        forwards[0](layers[0], X, False)[1](Y)

@@ -252,6 +252,37 @@ def test_sessions_leave_the_residual_add_and_layer_norm_unfused(trained: Path, c
 
 
 @needs_onnx
+def test_int8_also_runs_the_ners_maxout_layers_int8(cache: Path) -> None:
+    """The callback with ``int8`` gives the pipeline's Maxout layers (CasedTok2Vec's projection and
+    MultiHashEmbed's mixing layer) int8 weights once the weights are there; float32 leaves them."""
+    from spacy_ner_project.components.blas_ops import Int8MaxoutForward
+    from spacy_ner_project.components.onnx_runtime import onnx_backbone_v1
+
+    def cased_pipeline() -> Language:
+        nlp = tiny_pipeline()
+        nlp.remove_pipe("ner")
+        nlp.add_pipe("ner", config={"model": {
+            "@architectures": "spacy.TransitionBasedParser.v2", "state_type": "ner", "hidden_width": 16,
+            "maxout_pieces": 2, "use_upper": False, "tok2vec": {
+                "@architectures": "spacy_ner_project.CasedTok2Vec.v1", "width": 16, "embed": {
+                    "@architectures": "spacy.MultiHashEmbed.v2", "width": 8, "attrs": ["NORM", "SHAPE"],
+                    "rows": [50, 50], "include_static_vectors": False},
+                "transformer": {"@architectures": "spacy-transformers.TransformerListener.v1",
+                                "pooling": {"@layers": "reduce_mean.v1"}}}}})
+        nlp.get_pipe("ner").add_label("PERSON")
+        nlp.initialize()
+        return nlp
+
+    def int8_maxouts(nlp: Language) -> int:
+        return sum(isinstance(node._func, Int8MaxoutForward) for node in nlp.get_pipe("ner").model.walk())
+
+    int8 = onnx_backbone_v1(int8=True, cache_dir=str(cache))(cased_pipeline())
+    float32 = onnx_backbone_v1(cache_dir=str(cache))(cased_pipeline())
+    assert int8_maxouts(int8) == 2 and int8_maxouts(float32) == 0
+    assert [len(doc) for doc in int8.pipe(HELD_OUT[:2])] == [len(doc) for doc in float32.pipe(HELD_OUT[:2])]
+
+
+@needs_onnx
 def test_saving_keeps_the_callback_and_float32_weights(trained: Path, cache: Path, tmp_path: Path) -> None:
     from spacy_ner_project.components.onnx_runtime import onnx_model_files
 
