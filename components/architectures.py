@@ -18,6 +18,7 @@ from spacy_ner_project.components.backbone_shim import (
 )
 from spacy_ner_project.components.length_buckets import DEFAULT_BUCKET_CALL_COST
 from spacy_ner_project.components.precision import enable_cpu_bf16
+from spacy_ner_project.components.wordpieces import inference_forward
 
 
 def transformer_model_v1(
@@ -49,7 +50,9 @@ def transformer_model_v1(
     :mod:`spacy_ner_project.components.packed_bert`); other backbones, or with it off, run a
     padded batch of windows in length buckets that pad less, split where the padding saved
     outweighs ``bucket_call_cost`` positions per extra call (``None``: one call per batch, as
-    spacy-transformers does; see :mod:`spacy_ner_project.components.length_buckets`).
+    spacy-transformers does; see :mod:`spacy_ner_project.components.length_buckets`). At
+    inference the word pieces are aligned to tokens in one pass over the tokenizer's offsets
+    (:mod:`spacy_ner_project.components.wordpieces`; the same alignment).
     """
     # Copies: spacy-transformers writes into these dicts (e.g. return_dict), and the
     # defaults above are shared by every call.
@@ -61,6 +64,7 @@ def transformer_model_v1(
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
     )
+    model._func = inference_forward  # spacy-transformers' forward, its alignment in one pass at inference
     use_backbone_shim(
         model.layers[0],
         layer_lr_decay=layer_lr_decay,

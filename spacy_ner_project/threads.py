@@ -9,7 +9,9 @@ Runtime, spaCy's parser loop, the Rust tokenizer) release Python's GIL.
 
 * Order: docs come back in input order, chunk by chunk (``threads x batch_size`` texts per
   chunk: memory stays bounded on a stream of any length). A chunk's texts are shared out by
-  token count (longest first to the least loaded worker), each worker's share in input order.
+  length (characters of a string, tokens of a Doc; longest first to the least loaded worker),
+  each worker's share in input order. Workers tokenize their own strings: tokenizing them all
+  first took 0.023 s of 12,010 CoNLL words on one core while the other waited.
 * Before the workers start, the first text's first ``WARM_UP_TOKENS`` tokens (a copy; its output
   is dropped) run alone in the calling thread: they open what components open lazily (an ONNX
   Runtime session for one intra-op thread; the backbone tokenizer's padding settings, which
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
 DEFAULT_THREADS = None  # torch's intra-op thread count at the call (nlp.pipe's cores), 2 without torch
 WARM_UP_TOKENS = 8  # the first text's first tokens, run alone before the workers start
+WARM_UP_CHARS = 200  # the characters of the first text tokenized for them
 
 
 def share(lengths: Sequence[int], *, parts: int) -> List[List[int]]:
@@ -79,16 +82,16 @@ def pipe_in_threads(
         yield from nlp.pipe(texts, batch_size=size)
         return
     stream = iter(texts)
-    docs = [_doc(nlp, text) for text in itertools.islice(stream, threads * size)]
-    if not docs:
+    chunk = list(itertools.islice(stream, threads * size))
+    if not chunk:
         return
     with _one_intra_op_thread():
-        list(nlp.pipe([docs[0][:WARM_UP_TOKENS].as_doc()]))
+        list(nlp.pipe([_warm_up_doc(nlp, chunk[0])]))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pipe_in_threads") as pool:
-        while docs:
-            shares = share([len(doc) for doc in docs], parts=threads)
+        while chunk:
+            shares = share([len(text) for text in chunk], parts=threads)
             with _one_intra_op_thread():
-                futures: List[Future] = [pool.submit(_pipe, nlp, [docs[i] for i in part], batch_size=size)
+                futures: List[Future] = [pool.submit(_pipe, nlp, [chunk[i] for i in part], batch_size=size)
                                          for part in shares]
                 try:
                     results = [future.result() for future in futures]
@@ -96,21 +99,24 @@ def pipe_in_threads(
                     for future in futures:
                         future.cancel()
                     raise
-            ordered: List[Optional[Doc]] = [None] * len(docs)
+            ordered: List[Optional[Doc]] = [None] * len(chunk)
             for part, result in zip(shares, results):
                 for index, doc in zip(part, result):
                     ordered[index] = doc
             yield from ordered  # type: ignore[misc]
-            docs = [_doc(nlp, text) for text in itertools.islice(stream, threads * size)]
+            chunk = list(itertools.islice(stream, threads * size))
 
 
-def _doc(nlp: Language, text: Union[str, Doc]) -> Doc:
-    return nlp.make_doc(text) if isinstance(text, str) else text
+def _warm_up_doc(nlp: Language, text: Union[str, Doc]) -> Doc:
+    """A new Doc of the first WARM_UP_TOKENS tokens of ``text`` (a string: of its first
+    WARM_UP_CHARS characters, so a long text is not tokenized twice)."""
+    doc = nlp.make_doc(text[:WARM_UP_CHARS]) if isinstance(text, str) else text
+    return doc[:WARM_UP_TOKENS].as_doc()
 
 
-def _pipe(nlp: Language, docs: List[Doc], *, batch_size: int) -> List[Doc]:
-    """``nlp.pipe`` on one worker's share (Docs in, so nothing is tokenized there)."""
-    return list(nlp.pipe(docs, batch_size=batch_size))
+def _pipe(nlp: Language, texts: List[Union[str, Doc]], *, batch_size: int) -> List[Doc]:
+    """``nlp.pipe`` on one worker's share (strings are tokenized there, beside the other workers)."""
+    return list(nlp.pipe(texts, batch_size=batch_size))
 
 
 def _intra_op_threads() -> int:
