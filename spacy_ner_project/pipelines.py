@@ -11,9 +11,10 @@ A pipeline source is one of:
 
 ``overrides`` (spaCy config overrides in dot notation, e.g. ``{"components.llm.model.model":
 "llama3.1:8b"}``) apply the same way to every kind. A source that is none of these is a
-:class:`PipelineError` naming it and what to give instead, and a GPU that cannot be used a
-:class:`DeviceError`; both are ``UserError``s whose messages name no command-line option (the
-command layer adds its own where it helps).
+:class:`PipelineError` naming it and what to give instead, a GPU that cannot be used a
+:class:`DeviceError`, and a config (or override) that spaCy refuses a ``UserError`` naming the
+source, the setting and spaCy's reason; all name no command-line option (the command layer adds
+its own where it helps).
 
 spaCy is imported inside the functions, so that importing this module (``annotate --help``)
 does not load it.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 from spacy_ner_project.defaults import CPU
-from spacy_ner_project.errors import UserError
+from spacy_ner_project.errors import UserError, one_line
 from spacy_ner_project.languages import LanguageError, blank, check_language
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ def pipeline_config(source: str, *, overrides: Optional[Mapping[str, Any]] = Non
         path = package_config_path(source)
     else:
         path = Path(source) / CONFIG_FILE if kind == FOLDER else Path(source)
-    return load_config(path, overrides=overrides, interpolate=True)
+    with config_errors(source, overrides=overrides):
+        return load_config(path, overrides=overrides, interpolate=True)
 
 
 def load_pipeline(source: str, *, overrides: Optional[Mapping[str, Any]] = None, unit: str = "sents") -> Language:
@@ -150,7 +152,31 @@ def load_pipeline(source: str, *, overrides: Optional[Mapping[str, Any]] = None,
         return assemble(Path(source), overrides=overrides, unit=unit)
     if kind == BLANK:
         return blank_pipeline(source, overrides=overrides)
-    return spacy.load(source, config=overrides)
+    with config_errors(source, overrides=overrides):
+        return spacy.load(source, config=overrides)
+
+
+@contextmanager
+def config_errors(source: str | Path, *, overrides: Mapping[str, Any]) -> Iterator[None]:
+    """A config that spaCy refuses inside the block (``ConfigValidationError``: a bad value, an
+    override of a section that cannot take one) as one UserError line: the source, each setting
+    with spaCy's reason, and the overrides given."""
+    from confection import ConfigValidationError
+
+    try:
+        yield
+    except ConfigValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+            for problem in error.errors or ()
+        ) or one_line(error.desc or "")
+        given = f" (overrides given: {', '.join(sorted(overrides))})" if overrides else ""
+        # a registered function given key by key (--nlp.after_pipeline_creation.@misc NAME) cannot
+        # fill a section that is null in the config; the section's whole value can
+        hint = ("; give the section one JSON object instead, e.g. --nlp.after_pipeline_creation "
+                """'{"@misc": "spacy_ner_project.onnx_backbone.v1", "int8": true}'"""
+                if any("@" in key for key in overrides) else "")
+        raise UserError(one_line(f"{source}: {error.title or 'invalid config'}: {problems}{given}{hint}")) from None
 
 
 def training_examples(path: Path, *, unit: str) -> Callable[[], List[Example]]:
@@ -174,10 +200,11 @@ def assemble(config_path: Path, *, overrides: Mapping[str, Any], unit: str = "se
     ``nlp.initialize`` its examples, split by ``unit``."""
     from spacy.util import load_config, load_model_from_config
 
-    config = load_config(config_path, overrides=dict(overrides), interpolate=False)
-    train = config.get("paths", {}).get("train")
-    get_examples = training_examples(Path(train), unit=unit) if train else None
-    nlp = load_model_from_config(config, auto_fill=True)
+    with config_errors(config_path, overrides=overrides):
+        config = load_config(config_path, overrides=dict(overrides), interpolate=False)
+        train = config.get("paths", {}).get("train")
+        get_examples = training_examples(Path(train), unit=unit) if train else None
+        nlp = load_model_from_config(config, auto_fill=True)
     nlp.initialize(get_examples)
     return nlp
 

@@ -223,6 +223,15 @@ def test_evaluate_bad_option_value(tmp_path: Path, gold: Path, pipeline: Path) -
     assert "min_overlap" in run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--min-overlap", "2")
 
 
+def test_evaluate_config_override_that_spacy_refuses(tmp_path: Path, gold: Path, pipeline: Path) -> None:
+    line = run("evaluate", pipeline, gold, "--output", tmp_path / "r",
+               "--nlp.after_pipeline_creation.@misc", "spacy_ner_project.onnx_backbone.v1")
+    assert f"{pipeline}: Error parsing config overrides: nlp.after_pipeline_creation.@misc:" in line
+    assert "one JSON object" in line  # a registered function given key by key: how to give it
+    line = run("evaluate", pipeline, gold, "--output", tmp_path / "r", "--nlp.batch_size", '"many"')
+    assert "nlp.batch_size" in line and "JSON object" not in line
+
+
 @pytest.mark.parametrize("lang,module", [("ja", "sudachipy"), ("th", "pythainlp")])
 def test_evaluate_blank_language_whose_tokenizer_package_is_missing(
     tmp_path: Path, gold: Path, monkeypatch: pytest.MonkeyPatch, lang: str, module: str
