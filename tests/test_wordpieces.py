@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List
 
 import numpy
@@ -18,7 +17,7 @@ from transformers import AutoTokenizer
 
 from spacy_ner_project.components.wordpieces import align_offsets, inference_forward
 from spacy_ner_project.training.backbone import resolve_backbone
-from test_quantize import TEXTS, fit_tiny  # tests/test_quantize.py
+from test_quantize import TEXTS, tiny_pipeline  # tests/test_quantize.py
 
 NLP = spacy.blank("en")
 TOKENIZER = AutoTokenizer.from_pretrained(resolve_backbone("embedded"), use_fast=True)
@@ -62,14 +61,10 @@ def test_align_offsets_refuses_batches_of_other_sizes() -> None:
         align_offsets([doc[:1], doc[1:]], numpy.zeros((1, 3, 2), dtype=numpy.int64))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path, _ = fit_tiny(tmp_path_factory.mktemp("wordpieces") / "tiny", cpu_mixed_precision=False)
-    return path
-
-
-def test_inference_forward_gives_spacy_transformers_batch(trained: Path) -> None:
-    nlp: Language = spacy.load(trained)
+def test_inference_forward_gives_spacy_transformers_batch() -> None:
+    nlp: Language = tiny_pipeline()  # the embedded MiniLM's weights: nothing to train for this
+    nlp.remove_pipe("ner")
+    nlp.initialize()
     model = nlp.get_pipe("transformer").model
     assert model._func is inference_forward
     texts = TEXTS + ["Don't e-mail Zürich's U.S. office  today , Marie .", "x " * 400]  # the last: overlapping windows
