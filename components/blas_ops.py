@@ -47,6 +47,8 @@ import torch
 from thinc.api import Model, NumpyOps
 from thinc.layers import layernorm, maxout
 
+from spacy_ner_project.components.quantize import dynamic_int8
+
 
 class BlasOps(NumpyOps):
     """``NumpyOps`` whose ``gemm`` runs on torch's BLAS for float32 matrices."""
@@ -84,16 +86,30 @@ def layer_norm_forward(model: Model, X: Any, is_train: bool) -> Tuple[Any, Calla
 def maxout_forward(model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
     """Thinc's ``Maxout.v1`` forward with its inference on torch (``F.linear``, then ``amax`` over
     the pieces); training (and anything but a float32 NumPy matrix) runs thinc's own."""
+    return _maxout_inference(model, X, is_train, product=lambda x: torch.nn.functional.linear(x, *_maxout_weights(model)),
+                             name="maxout_forward")
+
+
+def _maxout_weights(model: Model) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A Maxout layer's weights ``(width x pieces, inputs)`` and bias, as torch tensors sharing its arrays."""
+    pieces, width = model.get_dim("nP"), model.get_dim("nO")
+    weights = torch.from_numpy(model.get_param("W").reshape(width * pieces, model.get_dim("nI")))
+    return weights, torch.from_numpy(model.get_param("b").reshape(width * pieces))
+
+
+def _maxout_inference(model: Model, X: Any, is_train: bool, *, product: Callable[[torch.Tensor], torch.Tensor],
+                      name: str) -> Tuple[Any, Callable]:
+    """A Maxout layer's prediction with ``product`` (the inputs times the weights, plus the
+    bias), then the max over its pieces; training (and anything but a float32 NumPy matrix) runs
+    thinc's own forward."""
     if is_train or not _float32_matrix(X):
         return maxout.forward(model, X, is_train)
     pieces, width = model.get_dim("nP"), model.get_dim("nO")
-    weights = torch.from_numpy(model.get_param("W").reshape(width * pieces, model.get_dim("nI")))
-    bias = torch.from_numpy(model.get_param("b").reshape(width * pieces))
     with torch.no_grad():
-        Y = torch.nn.functional.linear(torch.from_numpy(X), weights, bias).view(-1, width, pieces).amax(-1).numpy()
+        Y = product(torch.from_numpy(X)).view(-1, width, pieces).amax(-1).numpy()
 
     def backprop(dY: Any) -> Any:
-        raise ValueError("maxout_forward was run for inference (is_train=False): it has no gradient.")
+        raise ValueError(f"{name} was run for inference (is_train=False): it has no gradient.")
 
     return Y, backprop
 
@@ -108,16 +124,7 @@ class Int8MaxoutForward:
         self._packed: Optional[Tuple[int, torch.nn.Module]] = None
 
     def __call__(self, model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
-        if is_train or not _float32_matrix(X):
-            return maxout.forward(model, X, is_train)
-        pieces, width = model.get_dim("nP"), model.get_dim("nO")
-        with torch.no_grad():
-            Y = self.linear(model)(torch.from_numpy(X)).view(-1, width, pieces).amax(-1).numpy()
-
-        def backprop(dY: Any) -> Any:
-            raise ValueError("Int8MaxoutForward was run for inference (is_train=False): it has no gradient.")
-
-        return Y, backprop
+        return _maxout_inference(model, X, is_train, product=lambda x: self.linear(model)(x), name="Int8MaxoutForward")
 
     def linear(self, model: Model) -> torch.nn.Module:
         """``model``'s product in int8, packed again when its weights or bias changed."""
@@ -126,17 +133,14 @@ class Int8MaxoutForward:
         packed = self._packed  # one read: worker threads may pack at once (either result is right)
         if packed is not None and packed[0] == digest:
             return packed[1]
-        pieces, width = model.get_dim("nP"), model.get_dim("nO")
-        linear = torch.nn.Linear(model.get_dim("nI"), width * pieces)
+        weights, bias = _maxout_weights(model)
+        linear = torch.nn.Linear(weights.shape[1], weights.shape[0])
         with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(W.reshape(width * pieces, -1)))
-            linear.bias.copy_(torch.from_numpy(b.reshape(width * pieces)))
+            linear.weight.copy_(weights)
+            linear.bias.copy_(bias)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notices
-            quantized = torch.ao.quantization.quantize_dynamic(
-                torch.nn.Sequential(linear), {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
-                dtype=torch.qint8,
-            )[0]
+            quantized = dynamic_int8(torch.nn.Sequential(linear))[0]
         self._packed = (digest, quantized)
         return quantized
 

@@ -120,16 +120,9 @@ def inference_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Fu
         return_token_type_ids=None,  # the model's default
         padding="longest",
     )
-    strings = [list(encoding.tokens) for encoding in encoded.encodings]
-    pad_token = tokenizer.pad_token
-    token_type_ids = encoded.get("token_type_ids")
-    wordpieces = WordpieceBatch(
-        strings=strings,
-        input_ids=encoded["input_ids"],
-        attention_mask=encoded["attention_mask"].astype("float32"),
-        lengths=[sum(token != pad_token for token in row) for row in strings],
-        token_type_ids=token_type_ids,
-    )
+    encoded["input_texts"] = [list(encoding.tokens) for encoding in encoded.encodings]
+    encoded["pad_token"] = tokenizer.pad_token
+    wordpieces = WordpieceBatch.from_batch_encoding(encoded)
     align = align_offsets(flat_spans, encoded["offset_mapping"])
     wordpieces, align = truncate_oversize_splits(wordpieces, align, tokenizer.model_max_length)
     model_output, _ = model.layers[0](wordpieces, is_train)
